@@ -1,0 +1,120 @@
+"""The build's settings as data: one dataclass, written into every output and read back from it.
+
+Recipes are named sets of training settings. ``default`` is the one that really prunes and reaches
+the article's accuracy; ``article`` reproduces the seed article's settings exactly, whose pruning
+schedule starts after step 2000 while its training lasts 90 steps, so it never prunes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from iris_fpga.errors import ExitCode, ToolError
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {
+        "epochs": 100,
+        "lr": 1e-3,
+        "batch_size": 32,
+        "validation_split": 0.25,
+        "sparsity": 0.75,
+        "pruning_begin_step": 30,
+        "pruning_frequency": 10,
+    },
+    "article": {
+        "epochs": 30,
+        "lr": 1e-4,
+        "batch_size": 32,
+        "validation_split": 0.25,
+        "sparsity": 0.75,
+        "pruning_begin_step": 2000,
+        "pruning_frequency": 100,
+    },
+}
+
+DENSE_LAYERS = ("fc1", "fc2", "fc3", "output")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines a build. Paths are settings too, but not part of the build id."""
+
+    recipe: str = "default"
+    seed: int = 0
+    epochs: int = RECIPES["default"]["epochs"]
+    lr: float = RECIPES["default"]["lr"]
+    batch_size: int = RECIPES["default"]["batch_size"]
+    validation_split: float = RECIPES["default"]["validation_split"]
+    sparsity: float = RECIPES["default"]["sparsity"]
+    pruning_begin_step: int = RECIPES["default"]["pruning_begin_step"]
+    pruning_frequency: int = RECIPES["default"]["pruning_frequency"]
+    # The split is fixed so that every seed is scored on the same 30 samples.
+    test_size: float = 0.2
+    split_random_state: int = 42
+    # hls4ml
+    board: str = "pynq-z2"
+    reuse_factor: int = 512
+    default_precision: str = "ap_fixed<16,6>"
+    exp_table_t: str = "ap_fixed<18,8>"
+    inv_table_t: str = "ap_fixed<18,4>"
+    # rtl step (issue 9)
+    rtl: bool = False
+    latency_cutoff: int = 5
+    rtl_random_samples: int = 2000
+    # where things go
+    output_dir: str = "hls4ml_prj_pynq"
+    package_dir: str = "package"
+
+    @classmethod
+    def for_recipe(cls, recipe: str, **overrides: Any) -> "BuildConfig":
+        if recipe not in RECIPES:
+            raise ToolError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls(recipe=recipe, **{**RECIPES[recipe], **given}).validated()
+
+    def validated(self) -> "BuildConfig":
+        """Reject impossible values with a message naming the fix (exit code 2)."""
+        checks = [
+            (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
+            (self.lr > 0, f"--lr must be positive (got {self.lr})"),
+            (0 <= self.sparsity < 1, f"--sparsity must be in [0, 1) (got {self.sparsity})"),
+            (self.seed >= 0, f"--seed must be a non-negative integer (got {self.seed})"),
+            (self.reuse_factor >= 1, f"--reuse-factor must be at least 1 (got {self.reuse_factor})"),
+            (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
+            (0 < self.validation_split < 1, f"validation split must be in (0, 1) (got {self.validation_split})"),
+            (self.latency_cutoff >= 0, f"--latency-cutoff must be >= 0 (got {self.latency_cutoff})"),
+            (self.rtl_random_samples >= 0, f"--rtl-random must be >= 0 (got {self.rtl_random_samples})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ToolError(message, ExitCode.USAGE)
+        for name in ("default_precision", "exp_table_t", "inv_table_t"):
+            value = getattr(self, name)
+            if not (value.startswith(("ap_fixed<", "fixed<", "ap_ufixed<", "ufixed<")) and value.endswith(">")):
+                option = "--" + name.replace("_", "-")
+                raise ToolError(f"{option} must be a fixed-point type such as ap_fixed<16,6> (got {value!r})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ToolError(f"unknown settings {', '.join(unknown)} in configuration")
+        return cls(**data).validated()
+
+    @classmethod
+    def load(cls, path: Path) -> "BuildConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ToolError(f"cannot read settings from {path}: {exc}") from None
+
+    def subset(self, *names: str) -> dict[str, Any]:
+        """The settings a step depends on, for its cache key."""
+        return {name: getattr(self, name) for name in names}

@@ -1,0 +1,39 @@
+"""Versions of everything that shapes a build, read without importing the heavy packages."""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+
+PACKAGES = (
+    "tensorflow",
+    "tf-keras",
+    "qkeras",
+    "tensorflow-model-optimization",
+    "hls4ml",
+    "scikit-learn",
+    "numpy",
+)
+
+
+@functools.lru_cache(maxsize=None)
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_version(compiler: str = "g++") -> str:
+    """First line of ``g++ --version``, or 'not found': the C-simulation library depends on it."""
+    path = shutil.which(compiler)
+    if path is None:
+        return "not found"
+    result = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return (result.stdout.splitlines() or ["unknown"])[0]

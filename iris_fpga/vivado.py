@@ -1,0 +1,72 @@
+"""The bitstream step: Vivado HLS + Vivado through hls4ml, and proof that they made something.
+
+hls4ml runs both tools with ``os.system`` and ignores their exit codes, so a failed build returns
+normally. Only the existence of the .bit and the .hwh counts as a built bitstream.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from iris_fpga.errors import ExitCode, ToolError
+
+log = logging.getLogger(__name__)
+
+BITSTREAM_STEM = "hls4ml_nn"
+BIT_RELATIVE = Path("myproject_vivado_accelerator/project_1.runs/impl_1/design_1_wrapper.bit")
+HWH_RELATIVE = Path(
+    "myproject_vivado_accelerator/project_1.srcs/sources_1/bd/design_1/hw_handoff/design_1.hwh"
+)
+INSTALL_HINT = (
+    "install Vivado HLS + Vivado 2020.1 (the versions hls4ml's VivadoAccelerator backend targets), "
+    "then run `python BuildModel.py --from bitstream` on that machine"
+)
+
+
+@dataclass
+class VivadoTools:
+    vivado_hls: Path
+    vivado: Path
+
+
+def find_vivado() -> VivadoTools | None:
+    """Both commands hls4ml calls, from PATH or from ``$XILINX_VIVADO/bin``."""
+    search = os.environ.get("PATH", "")
+    if os.environ.get("XILINX_VIVADO"):
+        search = os.pathsep.join([search, str(Path(os.environ["XILINX_VIVADO"]) / "bin")])
+    hls, vivado = shutil.which("vivado_hls", path=search), shutil.which("vivado", path=search)
+    if hls is None or vivado is None:
+        return None
+    return VivadoTools(Path(hls), Path(vivado))
+
+
+def build_bitstream(hls_model, tools: VivadoTools, output_dir: Path, dest: Path) -> list[Path]:
+    """Run synthesis, export and the bitstream build; copy .bit and .hwh to ``dest`` under one stem."""
+    for stale in (output_dir / BIT_RELATIVE, output_dir / HWH_RELATIVE):
+        stale.unlink(missing_ok=True)  # an old bitstream must not pass for a new one
+    tool_dirs = os.pathsep.join(sorted({str(tools.vivado_hls.parent), str(tools.vivado.parent)}))
+    saved_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([tool_dirs, saved_path])  # hls4ml looks them up on PATH
+    try:
+        hls_model.build(csim=False, synth=True, export=True, bitfile=True)
+    finally:
+        os.environ["PATH"] = saved_path
+    bit, hwh = output_dir / BIT_RELATIVE, output_dir / HWH_RELATIVE
+    missing = [p for p in (bit, hwh) if not p.is_file()]
+    if missing:
+        # the bitstream build's own logs first: a missing .bit is decided there
+        logs = [output_dir / "myproject_vivado_accelerator/project_1.runs/impl_1/runme.log",
+                output_dir / "vivado.log", output_dir / "vivado_hls.log"]
+        existing = [str(p) for p in logs if p.is_file()] or [str(output_dir)]
+        raise ToolError(
+            f"Vivado finished without {', '.join(p.name for p in missing)}; read {existing[0]}",
+            ExitCode.EXTERNAL_TOOL,
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    outputs = [dest / f"{BITSTREAM_STEM}.bit", dest / f"{BITSTREAM_STEM}.hwh"]
+    shutil.copyfile(bit, outputs[0])
+    shutil.copyfile(hwh, outputs[1])
+    return outputs

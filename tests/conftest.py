@@ -1,0 +1,55 @@
+"""One real build shared by the whole session: training, hls4ml conversion and g++ compilation
+are too slow to repeat per test, and agreement checks need a trained model."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+@dataclass
+class Build:
+    root: Path
+    output_dir: Path
+    package_dir: Path
+    stdout: str
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.package_dir / "manifest.json").read_text())
+
+
+def run_buildmodel(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python BuildModel.py ARGS`` as a user runs it."""
+    return subprocess.run(
+        [PYTHON, str(REPO / "BuildModel.py"), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Build:
+    """The default recipe, seed 0, up to the package (no Vivado on this machine)."""
+    root = tmp_path_factory.mktemp("build")
+    result = run_buildmodel("--to", "package", cwd=root, env={"PATH": _path_without_vivado()})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return Build(root, root / "hls4ml_prj_pynq", root / "package", result.stdout)
+
+
+def _path_without_vivado() -> str:
+    return os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep)
+        if not (Path(p) / "vivado_hls").exists()
+    )
