@@ -1,0 +1,90 @@
+"""The emulated PYNQ-Z2: what ``on_target.py --emulate`` needs and the board never uses.
+
+``stage`` puts into ``package/emulation/``:
+- ``pynq/__init__.py``: the stand-in for the ``pynq`` package (source: ``iris_fpga/emulation/pynq``);
+- ``myproject_csim.so``: hls4ml's compiled C-simulation library (the newest
+  ``firmware/myproject-*.so`` of the hls4ml project), under a fixed name;
+- ``accelerator.json``: the library's name and entry point and the IP's layer widths, read from
+  the generated ``firmware/myproject_axi.h`` (the stand-in cannot learn them from the library).
+
+The folder is named so that it can never shadow a real ``pynq``: only ``--emulate`` puts it on
+``sys.path``.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+
+log = logging.getLogger(__name__)
+
+EMULATION_DIR = "emulation"
+LIBRARY_NAME = "myproject_csim.so"
+ACCELERATOR_JSON = "accelerator.json"
+STANDIN_SOURCE = Path(__file__).resolve().parent / "pynq" / "__init__.py"
+
+
+def find_csim_library(hls_output_dir: Path, project_name: str = "myproject") -> Path:
+    """The newest compiled C-simulation library: hls4ml leaves one per ``compile()``."""
+    firmware = Path(hls_output_dir) / "firmware"
+    candidates = sorted(firmware.glob(f"{project_name}-*.so"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not candidates:
+        raise ToolError(
+            f"no compiled C-simulation library {project_name}-*.so in {firmware}: run the csim step first",
+            ExitCode.USAGE,
+        )
+    return candidates[-1]
+
+
+def read_layer_widths(hls_output_dir: Path, project_name: str = "myproject") -> tuple[int, int]:
+    """``N_IN`` and ``N_OUT`` of the accelerator's AXI-stream wrapper, as the IP counts them."""
+    header = Path(hls_output_dir) / "firmware" / f"{project_name}_axi.h"
+    try:
+        text = header.read_text()
+    except OSError as exc:
+        raise ToolError(f"cannot read {header} ({exc.strerror}): not a VivadoAccelerator project?") from None
+    widths = {}
+    for name in ("N_IN", "N_OUT"):
+        match = re.search(rf"\b{name}\s*=\s*(\d+)\s*;", text)
+        if not match:
+            raise ToolError(f"{header} does not define {name}: not a VivadoAccelerator project?")
+        widths[name] = int(match.group(1))
+    return widths["N_IN"], widths["N_OUT"]
+
+
+def stage(package_dir: Path, hls_output_dir: Path) -> list[Path]:
+    """Write ``package_dir/emulation/`` (replacing an old one) and return the files written."""
+    package_dir = Path(package_dir)
+    hls_output_dir = Path(hls_output_dir)
+    library = find_csim_library(hls_output_dir)
+    n_in, n_out = read_layer_widths(hls_output_dir)
+    target = package_dir / EMULATION_DIR
+    if target.exists():
+        shutil.rmtree(target)  # no stale library or module from an older build
+    (target / "pynq").mkdir(parents=True)
+
+    written = []
+    standin = target / "pynq" / "__init__.py"
+    atomic_write_bytes(standin, STANDIN_SOURCE.read_bytes())
+    written.append(standin)
+    copied = target / LIBRARY_NAME
+    atomic_write_bytes(copied, library.read_bytes())
+    copied.chmod(0o755)
+    written.append(copied)
+    record = target / ACCELERATOR_JSON
+    atomic_write_json(record, {
+        "library": LIBRARY_NAME,
+        "function": "myproject_float",
+        "n_in": n_in,
+        "n_out": n_out,
+        "source": library.relative_to(hls_output_dir).as_posix(),
+        "sha256": sha256_file(copied),
+        "note": "HLS C-simulation of the accelerator, used only by on_target.py --emulate",
+    })
+    written.append(record)
+    log.info("          emulated board: %s (C-simulation library %s, %d in / %d out)", "emulation/", library.name, n_in, n_out)
+    return written

@@ -1,0 +1,392 @@
+"""A stand-in for the ``pynq`` package: an emulated PYNQ-Z2 running the hls4ml accelerator.
+
+THIS IS NOT THE REAL PYNQ. It lets the unmodified, hls4ml-generated ``axi_stream_driver.py``
+(``NeuralNetworkOverlay``) run on a workstation with no FPGA: ``allocate`` returns numpy-backed
+buffers, the DMA channels of ``hier_0.axi_dma_0`` implement ``transfer``/``wait``, and the
+accelerator's stream is computed by the HLS C-simulation library that hls4ml compiled
+(``myproject_float(float*, float*)`` through ctypes, one sample at a time; no TensorFlow or
+hls4ml at run time).
+
+It models the board's failure modes instead of hiding them, so code that would hang or return
+garbage on the board fails here too:
+- a send whose size is not a whole number of input samples (the IP would wait for the rest of
+  the last sample and ``wait()`` would never return on the board) is an error;
+- a transfer above the DMA's length limit (2**26 - 1 bytes for hls4ml's pynq-z2 design) raises
+  the same ``ValueError`` as pynq;
+- a receive with nothing sent times out with an error (on the board it hangs);
+- a receive buffer smaller than what the accelerator produced is a DMA error;
+- after an error the channel stays halted until the overlay is loaded again, as on the board.
+
+The stream carries raw float32 bytes, as the accelerator's AXI stream does: a buffer of another
+dtype is reinterpreted, not converted.
+
+Where it lives: ``package/emulation/pynq/`` beside ``accelerator.json`` and the library (see
+``iris_fpga.emulation.stage``). Only ``on_target.py --emulate`` puts ``package/emulation`` on
+``sys.path``, so it never shadows a real pynq. Standard library and numpy only, Python 3.8 syntax.
+
+Environment: ``PYNQ_EMULATION_MAX_TRANSFER`` (bytes) lowers the emulated DMA's length limit, so
+tests reach it with small data.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+
+__version__ = "1.0.0+iris-fpga-emulation"
+EMULATED = True  # a real pynq has no such attribute: on_target.py checks it
+
+log = logging.getLogger("pynq.emulation")
+
+EMULATION_DIR = Path(__file__).resolve().parent.parent
+ACCELERATOR_JSON = "accelerator.json"
+MAX_TRANSFER_ENV = "PYNQ_EMULATION_MAX_TRANSFER"
+SG_LENGTH_WIDTH = 26  # c_sg_length_width in hls4ml's pynq-z2 design.tcl
+DEFAULT_MAX_TRANSFER = (1 << SG_LENGTH_WIDTH) - 1
+STREAM_WORD_BYTES = 4  # float32 on the AXI stream (bit_width_hls_input/output = 32)
+
+__all__ = ["Overlay", "allocate", "PynqBuffer", "EmulatedDMAError", "DMATimeoutError", "__version__"]
+
+
+class EmulatedDMAError(RuntimeError):
+    """A transfer the board could not complete (it would hang or fault there)."""
+
+
+class DMATimeoutError(EmulatedDMAError, TimeoutError):
+    """A wait that would never return on the board."""
+
+
+# --------------------------------------------------------------------------- buffers
+
+_next_address = [0x16000000]  # fake physical addresses, 4 KiB aligned like CMA allocations
+
+
+class PynqBuffer(np.ndarray):
+    """A numpy array standing in for pynq's physically contiguous DMA buffer."""
+
+    def __array_finalize__(self, obj):
+        if isinstance(obj, PynqBuffer) and getattr(obj, "device_address", None) is not None:
+            offset = self.__array_interface__["data"][0] - obj.__array_interface__["data"][0]
+            self.device_address = obj.device_address + offset
+            self.coherent = obj.coherent
+            self.freed = obj.freed
+        else:
+            self.device_address = None
+            self.coherent = False
+            self.freed = False
+
+    @property
+    def physical_address(self):
+        return self.device_address
+
+    @property
+    def virtual_address(self):
+        return self.__array_interface__["data"][0]
+
+    @property
+    def cacheable(self):
+        return not self.coherent
+
+    def freebuffer(self):
+        self.freed = True
+
+    def close(self):
+        """Unused in pynq 3 (kept for old code)."""
+
+    def flush(self):
+        """Caches are not emulated: nothing to do."""
+
+    def invalidate(self):
+        """Caches are not emulated: nothing to do."""
+
+    def sync_to_device(self):
+        self.flush()
+
+    def sync_from_device(self):
+        self.invalidate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.freebuffer()
+        return False
+
+
+def allocate(shape, dtype="u4", target=None, **kwargs):
+    """Like ``pynq.allocate``: a zeroed buffer with a (fake) physical address."""
+    array = np.zeros(shape, dtype=dtype).view(PynqBuffer)
+    array.device_address = _next_address[0]
+    array.coherent = False
+    array.freed = False
+    _next_address[0] += (array.nbytes + 0xFFF) & ~0xFFF or 0x1000
+    return array
+
+
+# --------------------------------------------------------------------------- accelerator
+
+
+class _Accelerator:
+    """The hls4ml IP between the DMA's MM2S and S2MM streams, computed by the C-simulation."""
+
+    def __init__(self, emulation_dir: Path):
+        config_path = emulation_dir / ACCELERATOR_JSON
+        try:
+            config = json.loads(config_path.read_text())
+            self.n_in = int(config["n_in"])
+            self.n_out = int(config["n_out"])
+            library = emulation_dir / config["library"]
+            function = config.get("function", "myproject_float")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(
+                "emulated board: cannot read {} ({}); re-run the package step".format(config_path, exc)
+            ) from None
+        try:
+            self._lib = ctypes.CDLL(str(library))
+            self._function = getattr(self._lib, function)
+        except (OSError, AttributeError) as exc:
+            raise RuntimeError(
+                "emulated board: cannot load the C-simulation library {} ({})".format(library, exc)
+            ) from None
+        self._function.restype = None
+        self._function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.library = library
+        self.in_bytes = self.n_in * STREAM_WORD_BYTES
+        self.out_bytes = self.n_out * STREAM_WORD_BYTES
+        self.packets = []  # output packets waiting for the S2MM channel, each ends with TLAST
+
+    def consume(self, raw: bytes) -> None:
+        """One MM2S transfer: every whole sample in, one output packet out."""
+        inputs = np.frombuffer(raw, dtype="<f4").reshape(-1, self.n_in).copy()
+        outputs = np.zeros((inputs.shape[0], self.n_out), dtype="<f4")
+        in_address, out_address = inputs.ctypes.data, outputs.ctypes.data
+        for row in range(inputs.shape[0]):
+            self._function(in_address + row * self.in_bytes, out_address + row * self.out_bytes)
+        self.packets.append(outputs.tobytes())
+
+    def reset(self) -> None:
+        self.packets = []
+
+
+# --------------------------------------------------------------------------- DMA
+
+DMA_TYPE_TX = 1
+DMA_TYPE_RX = 0
+
+
+class _DMAChannel:
+    """One channel of the AXI DMA in simple mode, as ``pynq.lib.dma._SDMAChannel`` drives it."""
+
+    def __init__(self, accelerator: _Accelerator, max_size: int, tx_rx: int):
+        self._accelerator = accelerator
+        self._max_size = max_size
+        self._align = STREAM_WORD_BYTES
+        self._tx_rx = tx_rx
+        self._running = True
+        self._active = None  # (buffer, start, nbytes) of the transfer in flight
+        self._error = None  # message of the fault that halted this channel
+        self.transferred = 0
+
+    @property
+    def _name(self):
+        return "send (MM2S)" if self._tx_rx == DMA_TYPE_TX else "receive (S2MM)"
+
+    @property
+    def running(self):
+        return self._running
+
+    @property
+    def idle(self):
+        return self._active is None
+
+    @property
+    def error(self):
+        return self._error is not None
+
+    def start(self):
+        self._running = True
+        self._error = None
+
+    def stop(self):
+        self._running = False
+        self._active = None
+        self._accelerator.reset()
+
+    def _fault(self, exc_type, message):
+        self._error = message
+        self._active = None
+        return exc_type("emulated DMA {}: {}".format(self._name, message))
+
+    def transfer(self, array, start=0, nbytes=0):
+        if not self._running:
+            raise RuntimeError("DMA channel not started")
+        if self._error is not None:
+            raise EmulatedDMAError(
+                "emulated DMA {} is halted after an earlier fault ({}); load the overlay again".format(
+                    self._name, self._error
+                )
+            )
+        if not self.idle:
+            raise RuntimeError("DMA channel not idle")
+        if getattr(array, "physical_address", None) is None or getattr(array, "freed", False):
+            raise ValueError("DMA transfers need a live buffer from pynq.allocate()")
+        if not array.flags["C_CONTIGUOUS"]:
+            raise ValueError("DMA transfers need a contiguous buffer")
+        if nbytes == 0:
+            nbytes = array.nbytes - start
+        if nbytes > self._max_size:
+            raise ValueError(
+                "Transfer size is {} bytes, which exceeds "
+                "the maximum DMA buffer size {}.".format(nbytes, self._max_size)
+            )
+        if nbytes <= 0 or start < 0 or start + nbytes > array.nbytes:
+            raise self._fault(
+                EmulatedDMAError,
+                "DMA Internal Error: transfer of {} bytes at offset {} of a {}-byte buffer".format(
+                    nbytes, start, array.nbytes
+                ),
+            )
+        if (array.physical_address + start) % self._align:
+            raise RuntimeError(
+                "DMA does not support unaligned transfers; Starting address must be aligned to "
+                "{} bytes.".format(self._align)
+            )
+        if self._tx_rx == DMA_TYPE_TX:
+            width = self._accelerator.in_bytes
+            if nbytes % width:
+                raise self._fault(
+                    EmulatedDMAError,
+                    "a send of {} bytes is not a whole number of {}-byte input samples "
+                    "({} float32 each): the accelerator would wait for the rest of the last sample "
+                    "and wait() would never return on the board".format(
+                        nbytes, width, self._accelerator.n_in
+                    ),
+                )
+            raw = memoryview(array).cast("B")[start : start + nbytes].tobytes()
+            self._accelerator.consume(raw)
+            self.transferred = nbytes  # the IP takes a whole packet at once here
+        else:
+            self._active = (array, start, nbytes)
+
+    def wait(self):
+        if not self._running:
+            raise RuntimeError("DMA channel not started")
+        if self._error is not None:
+            raise EmulatedDMAError("emulated DMA {}: {}".format(self._name, self._error))
+        if self._tx_rx == DMA_TYPE_TX or self._active is None:
+            return
+        array, start, nbytes = self._active
+        packets = self._accelerator.packets
+        if not packets:
+            raise self._fault(
+                DMATimeoutError,
+                "timed out: the accelerator has produced nothing to receive (no send transfer "
+                "was made); on the board wait() would never return",
+            )
+        packet = packets[0]
+        if len(packet) > nbytes:
+            raise self._fault(
+                EmulatedDMAError,
+                "DMA Internal Error: the accelerator sent a {}-byte packet into a {}-byte receive "
+                "transfer".format(len(packet), nbytes),
+            )
+        packets.pop(0)
+        memoryview(array).cast("B")[start : start + len(packet)] = packet
+        self.transferred = len(packet)  # TLAST ends the transfer early if the buffer is larger
+        self._active = None
+
+
+class AxiDMA:
+    """``hier_0.axi_dma_0``: the two channels and the length limit pynq reads from the .hwh."""
+
+    def __init__(self, accelerator: _Accelerator, max_size: int):
+        self.buffer_max_size = max_size
+        self.sendchannel = _DMAChannel(accelerator, max_size, DMA_TYPE_TX)
+        self.recvchannel = _DMAChannel(accelerator, max_size, DMA_TYPE_RX)
+
+
+class _Hierarchy:
+    def __init__(self, **members):
+        self.__dict__.update(members)
+
+
+def _max_transfer() -> int:
+    value = os.environ.get(MAX_TRANSFER_ENV)
+    if not value:
+        return DEFAULT_MAX_TRANSFER
+    try:
+        limit = int(value)
+    except ValueError:
+        raise RuntimeError("{}={!r} is not a number of bytes".format(MAX_TRANSFER_ENV, value)) from None
+    if not 0 < limit <= DEFAULT_MAX_TRANSFER:
+        raise RuntimeError("{}={} is outside 1..{}".format(MAX_TRANSFER_ENV, limit, DEFAULT_MAX_TRANSFER))
+    return limit
+
+
+# --------------------------------------------------------------------------- overlay
+
+
+def _check_bitstream(bitfile_name):
+    """What pynq checks when an overlay is given a bitstream; returns the absolute path."""
+    if not isinstance(bitfile_name, str):
+        raise TypeError("Bitstream name has to be a string.")
+    bitfile = os.path.abspath(bitfile_name)
+    if not os.path.isfile(bitfile):
+        raise IOError("Bitstream file {} does not exist.".format(bitfile_name))
+    hwh = os.path.splitext(bitfile)[0] + ".hwh"
+    if not os.path.isfile(hwh):
+        raise RuntimeError(
+            "Cannot find the metadata file {}: an overlay needs its .hwh beside the .bit".format(hwh)
+        )
+    try:
+        ElementTree.parse(hwh)
+    except ElementTree.ParseError as exc:
+        raise RuntimeError("Unable to parse metadata {}: {}".format(hwh, exc)) from None
+    return bitfile
+
+
+class Overlay:
+    """An emulated overlay: the hls4ml block design with ``hier_0/axi_dma_0`` and the IP.
+
+    ``bitfile_name=None`` means "no bitstream" (users without Vivado have none): the
+    C-simulation library stands in for the whole design. A name is checked as pynq would.
+    """
+
+    def __init__(self, bitfile_name, dtbo=None, download=True, ignore_version=False, device=None,
+                 gen_cache=False):
+        if bitfile_name is None:
+            self.bitfile_name = None
+            log.info("emulated overlay without a bitstream")
+        else:
+            self.bitfile_name = _check_bitstream(bitfile_name)
+        self.dtbo = dtbo
+        self.device = device
+        self._accelerator = _Accelerator(EMULATION_DIR)
+        max_size = _max_transfer()
+        self.hier_0 = _Hierarchy(
+            axi_dma_0=AxiDMA(self._accelerator, max_size),
+            myproject_axi_0=_Hierarchy(library=str(self._accelerator.library)),
+        )
+        self.ip_dict = {
+            "hier_0/axi_dma_0": {"type": "xilinx.com:ip:axi_dma:7.1",
+                                 "parameters": {"c_sg_length_width": str(SG_LENGTH_WIDTH)}},
+            "hier_0/myproject_axi_0": {"type": "xilinx.com:hls:myproject_axi:1.0", "parameters": {}},
+        }
+        self._loaded = False
+        if download:
+            self.download()
+
+    def download(self, dtbo=None):
+        """Programming the PL is emulated: it resets the DMA and the accelerator."""
+        for channel in (self.hier_0.axi_dma_0.sendchannel, self.hier_0.axi_dma_0.recvchannel):
+            channel.stop()
+            channel.start()
+        self._loaded = True
+
+    def is_loaded(self):
+        return self._loaded
