@@ -1,0 +1,373 @@
+"""utilities/validate_model.py: every verdict and every kind of unusable input, run as a subprocess.
+
+The package under test is a copy of the session's real ``built`` package (training, C-simulation,
+package step). y_hw.npy / y_hw.json are crafted from y_hls.npy as on_target.py writes them, or
+altered to make each verdict and each bad input.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # also when pytest runs from another folder
+    sys.path.insert(0, str(REPO))
+
+from iris_fpga import validation  # noqa: E402
+from iris_fpga.fileio import sha256_file  # noqa: E402
+
+SCRIPT = REPO / "utilities" / "validate_model.py"
+CLASSES = np.array(["setosa", "versicolor", "virginica"])
+HW_LATER = {"y_hw.npy", "y_hw.json", "previous"}  # on_target.py's, not the package step's
+
+
+# ------------------------------------------------------------------------------------ fixtures
+def _source_package(request, dest: Path) -> None:
+    built = request.getfixturevalue("built")
+    shutil.copytree(built.package_dir, dest, ignore=lambda d, names: HW_LATER & set(names))
+
+
+@pytest.fixture
+def pkg(tmp_path, request) -> Path:
+    dest = tmp_path / "package"
+    _source_package(request, dest)
+    return dest
+
+
+def _manifest(pkg: Path) -> dict:
+    return json.loads((pkg / "manifest.json").read_text())
+
+
+def _save(pkg: Path, name: str, array, rehash: bool = True) -> None:
+    """Write an array as the pipeline would; keep manifest.json's hash in step if it lists it."""
+    np.save(pkg / name, np.asarray(array), allow_pickle=False)
+    manifest = _manifest(pkg)
+    if rehash and name in manifest.get("files", {}):
+        manifest["files"][name] = sha256_file(pkg / name)
+        (pkg / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _add_hw(pkg: Path, y_hw=None, mode: str = "emulation", build_id: str | None = None, **extra):
+    """What on_target.py leaves behind: y_hw.npy and its record."""
+    y_hw = np.load(pkg / "y_hls.npy") if y_hw is None else y_hw
+    np.save(pkg / "y_hw.npy", np.asarray(y_hw, dtype=np.float32), allow_pickle=False)
+    record = {
+        "build_id": build_id or _manifest(pkg)["build_id"], "mode": mode,
+        "pynq_version": "3.0.1" if mode == "board" else None, "samples": len(y_hw),
+        "batch_latency_s": {"min": 4.1e-4, "median": 4.4e-4},
+        "throughput_sps": {"max": 73000.0, "median": 68000.0}, "repeat": 5,
+        "date": "2026-11-25T06:00:00+00:00", "bitfile": "hls4ml_nn.bit" if mode == "board" else None,
+        "argv": ["on_target.py"] + (["--emulate"] if mode == "emulation" else []),
+    }
+    record.update(extra)
+    (pkg / "y_hw.json").write_text(json.dumps(record))
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def run_json(*args) -> tuple[int, dict]:
+    proc = run(*args, "--json")
+    assert proc.stderr == ""
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def check(doc: dict, name: str) -> dict:
+    return next(c for c in doc["checks"] if c["name"] == name)
+
+
+# ------------------------------------------------------------------------------------ verdicts
+def test_pass_with_hardware_from_emulation(pkg):
+    _add_hw(pkg, mode="emulation")
+    proc = run(pkg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "Verdict: PASS (exit 0)" in out
+    assert "emulation" in out and "matches manifest.json" in out
+    n = len(np.load(pkg / "y_test.npy"))
+    assert f"{n}/{n} samples agree" in out
+    for name in CLASSES:
+        assert name in out  # confusion matrix labelled with class names
+
+    code, doc = run_json(pkg)
+    assert code == 0 and doc["verdict"] == "pass"
+    assert set(doc["sources"]) == {"keras", "csim", "hardware"}
+    hw = next(a for a in doc["agreement"] if a["a"] == "hardware")
+    assert hw["max_abs_diff"] == 0.0 and hw["class_agreement"] == n and hw["checked"]
+    keras = next(a for a in doc["agreement"] if a["a"] == "keras")
+    assert not keras["checked"]  # Keras vs C-sim is reported, never a failure
+    for src in doc["sources"].values():
+        assert sum(map(sum, src["confusion"])) == n
+        assert src["correct"] == sum(src["confusion"][i][i] for i in range(len(CLASSES)))
+
+
+def test_board_mode_and_min_accuracy_at_the_boundary(pkg):
+    _add_hw(pkg, mode="board")
+    code, doc = run_json(pkg)
+    lowest = min(s["accuracy"] for s in doc["sources"].values())
+    proc = run(pkg, "--min-accuracy", repr(lowest))
+    assert proc.returncode == 0, proc.stdout
+    assert "from board (measured on the FPGA)" in proc.stdout and "pynq 3.0.1" in proc.stdout
+
+
+def test_hardware_absent_reports_software_and_says_how(pkg):
+    proc = run(pkg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no y_hw.npy" in proc.stdout
+    assert "on_target.py --emulate" in proc.stdout and "on the board" in proc.stdout
+    assert "Keras" in proc.stdout and "HLS C-sim" in proc.stdout
+    code, doc = run_json(pkg)
+    assert code == 0 and not doc["hardware"]["present"]
+    assert "on_target.py --emulate" in doc["hardware"]["how_to_get"]
+    assert set(doc["sources"]) == {"keras", "csim"}
+
+
+def test_class_disagreement_fails(pkg):
+    y = np.load(pkg / "y_hls.npy").copy()
+    top, low = int(y[0].argmax()), int(y[0].argmin())
+    y[0, [top, low]] = y[0, [low, top]]  # sample 0: the FPGA answers another class
+    _add_hw(pkg, y, mode="board")
+    proc = run(pkg)
+    assert proc.returncode == 1
+    assert "FAIL  hardware vs HLS C-sim classes" in proc.stdout
+    assert "Verdict: FAIL (exit 1)" in proc.stdout
+    code, doc = run_json(pkg)
+    assert code == 1
+    hw = next(a for a in doc["agreement"] if a["a"] == "hardware")
+    assert hw["disagreeing_samples"] == [0]
+    wrong = [m for m in doc["misclassified"] if m["index"] == 0]
+    assert wrong and not wrong[0]["answers"]["hardware"]["correct"]
+    assert len(wrong[0]["features"]) == np.load(pkg / "X_test.npy").shape[1]
+
+
+def test_probability_difference_beyond_tolerance_fails(pkg):
+    y = np.load(pkg / "y_hls.npy") * np.float32(0.999)  # same classes, different values
+    _add_hw(pkg, y)
+    code, doc = run_json(pkg)
+    assert code == 1
+    assert check(doc, "hardware vs HLS C-sim classes")["status"] == "pass"
+    assert check(doc, "hardware vs HLS C-sim probabilities")["status"] == "fail"
+    assert run(pkg, "--tolerance", "0.01").returncode == 0
+
+
+def test_low_accuracy_fails(pkg):
+    y_test = np.load(pkg / "y_test.npy")
+    y_hls = np.load(pkg / "y_hls.npy")
+    i = 0
+    wrong_class = (int(y_hls[i].argmax()) + 1) % y_test.shape[1]
+    y_test[i] = np.eye(y_test.shape[1], dtype=y_test.dtype)[wrong_class]  # a worse model's view
+    _save(pkg, "y_test.npy", y_test)
+    _add_hw(pkg)
+    assert run(pkg).returncode == 0  # no minimum asked for
+    proc = run(pkg, "--min-accuracy", "1")
+    assert proc.returncode == 1
+    assert "FAIL  accuracy HLS C-sim" in proc.stdout
+    assert "PASS  hardware vs HLS C-sim classes" in proc.stdout
+    code, doc = run_json(pkg, "--min-accuracy", "1")
+    assert code == 1 and any(m["index"] == i for m in doc["misclassified"])
+
+
+def test_build_id_mismatch_fails_without_comparing(pkg):
+    _add_hw(pkg, build_id="ffffffffffffffff")
+    proc = run(pkg)
+    assert proc.returncode == 1
+    assert "ffffffffffffffff" in proc.stdout and "FAIL  build id" in proc.stdout
+    code, doc = run_json(pkg)
+    assert code == 1
+    assert doc["hardware"]["build_id_matches"] is False and doc["hardware"]["compared"] is False
+    assert "hardware" not in doc["sources"]
+    assert all(a["a"] != "hardware" for a in doc["agreement"])
+
+
+def test_plots_are_written(pkg, tmp_path):
+    _add_hw(pkg)
+    out = tmp_path / "figs" / "sub"
+    proc = run(pkg, "--plot", out)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("confusion.png", "probabilities.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_hardware_estimate_headline_shown_and_optional(pkg):
+    estimate = {
+        "headline": "fits the xc7z020: 9148 LUT (17.2%), 5 cycles, 1 sample/cycle",
+        "latency_cycles": 5, "interval": 1, "fits": True,
+        "resources": {"LUT": {"count": 9148, "percent": 17.2}, "DSP": {"count": 0, "percent": 0}},
+    }
+    (pkg / "hardware_estimate.json").write_text(json.dumps(estimate))
+    proc = run(pkg)
+    assert proc.returncode == 0
+    assert estimate["headline"] in proc.stdout and "LUT 9148 (17.2%)" in proc.stdout
+    (pkg / "hardware_estimate.json").write_text("{truncated")
+    proc = run(pkg)
+    assert proc.returncode == 0 and "hardware_estimate.json ignored" in proc.stdout
+
+
+def test_script_imports_no_tensorflow(pkg):
+    code = (
+        f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import validate_model; "
+        f"rc = validate_model.main([{str(pkg)!r}, '--json']); "
+        "bad = [m for m in ('tensorflow', 'hls4ml', 'qkeras', 'tf_keras', 'matplotlib') "
+        "if m in sys.modules]; sys.exit(3 if bad else rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------------------- bad input
+def _rm(name):
+    return lambda pkg: (pkg / name).unlink()
+
+
+def _truncate(name, keep):
+    def f(pkg):
+        data = (pkg / name).read_bytes()
+        (pkg / name).write_bytes(data[: keep if keep >= 0 else len(data) // 2])
+    return f
+
+
+def _modify(name, fn, rehash=False):
+    return lambda pkg: _save(pkg, name, fn(np.load(pkg / name)), rehash=rehash)
+
+
+def _with_nan(a):
+    a = a.astype(np.float32)
+    a[1, 1] = np.nan
+    return a
+
+
+def _with_inf(a):
+    a = a.astype(np.float32)
+    a[2, 0] = np.inf
+    return a
+
+
+def _object_array(pkg):
+    np.save(pkg / "y_keras.npy", np.array([{"p": 1}] * 3, dtype=object), allow_pickle=True)
+
+
+def _empty(pkg):
+    for name in ("X_test.npy", "y_test.npy", "y_keras.npy", "y_hls.npy"):
+        a = np.load(pkg / name)
+        np.save(pkg / name, a[:0])
+
+
+def _hw(fn):
+    def f(pkg):
+        _add_hw(pkg)
+        fn(pkg)
+    return f
+
+
+def _hw_json(text):
+    return _hw(lambda pkg: (pkg / "y_hw.json").write_text(text))
+
+
+BAD_INPUT = {
+    "missing X_test": (_rm("X_test.npy"), ["X_test.npy", "data step"]),
+    "missing y_test": (_rm("y_test.npy"), ["y_test.npy", "data step"]),
+    "missing classes": (_rm("classes.npy"), ["classes.npy", "data step"]),
+    "missing y_keras": (_rm("y_keras.npy"), ["y_keras.npy", "csim step"]),
+    "missing y_hls": (_rm("y_hls.npy"), ["y_hls.npy", "csim step"]),
+    "y_hw without record": (_hw(_rm("y_hw.json")), ["y_hw.json", "on_target.py"]),
+    "y_hw without manifest": (_hw(_rm("manifest.json")), ["manifest.json", "package step"]),
+    "rows differ y_hls": (_modify("y_hls.npy", lambda a: a[:-1]), ["lengths differ", "y_hls.npy"]),
+    "rows differ X_test": (_modify("X_test.npy", lambda a: a[1:]), ["lengths differ", "X_test"]),
+    "rows differ y_hw": (_hw(_modify("y_hw.npy", lambda a: a[:-2])), ["lengths differ", "y_hw"]),
+    "y_hls 1-D": (_modify("y_hls.npy", lambda a: a.argmax(1)), ["y_hls.npy", "shape"]),
+    "y_hls extra column": (_modify("y_hls.npy", lambda a: np.hstack([a, a[:, :1]])),
+                           ["y_hls.npy", "shape"]),
+    "X_test 1-D": (_modify("X_test.npy", lambda a: a.ravel()), ["X_test.npy", "shape"]),
+    "classes count": (lambda pkg: _save(pkg, "classes.npy", CLASSES[:2], rehash=False),
+                      ["classes.npy", "2 classes"]),
+    "classes numeric": (lambda pkg: _save(pkg, "classes.npy", np.arange(3), rehash=False),
+                        ["classes.npy", "class names"]),
+    "y_test not one-hot": (_modify("y_test.npy", lambda a: a * 0.5), ["not one-hot"]),
+    "NaN in y_hls": (_modify("y_hls.npy", _with_nan), ["y_hls.npy", "NaN"]),
+    "inf in X_test": (_modify("X_test.npy", _with_inf), ["X_test.npy", "inf"]),
+    "NaN in y_hw": (_hw(_modify("y_hw.npy", _with_nan)), ["y_hw.npy", "NaN"]),
+    "strings in y_hls": (_modify("y_hls.npy", lambda a: a.astype(str)), ["not numeric"]),
+    "truncated data": (_truncate("y_hls.npy", -1), ["y_hls.npy", "truncated"]),
+    "truncated header": (_truncate("X_test.npy", 40), ["X_test.npy", "truncated"]),
+    "empty file": (_truncate("y_keras.npy", 0), ["y_keras.npy", "not a .npy"]),
+    "text file": (lambda pkg: (pkg / "y_test.npy").write_text("1,0,0\n"),
+                  ["y_test.npy", "not a .npy"]),
+    "object array": (_object_array, ["y_keras.npy", "object array"]),
+    "empty test set": (_empty, ["empty test set"]),
+    "y_hw.json not JSON": (_hw_json("{'build_id': "), ["y_hw.json", "not valid JSON"]),
+    "y_hw.json bad mode": (_hw(lambda pkg: _add_hw(pkg, mode="fpga")), ["mode", "fpga"]),
+    "y_hw.json samples": (_hw(lambda pkg: _add_hw(pkg, samples=7)), ["7 samples"]),
+    "manifest not JSON": (lambda pkg: (pkg / "manifest.json").write_text("[1, 2"),
+                          ["manifest.json", "JSON"]),
+    "changed after package step": (_modify("y_keras.npy", lambda a: a[::-1].copy()),
+                                   ["y_keras.npy", "changed after the package step"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_and_exit_2(pkg, case):
+    damage, words = BAD_INPUT[case]
+    damage(pkg)
+    for args in ([pkg], [pkg, "--json"]):
+        proc = run(*args)
+        assert proc.returncode == 2, (case, proc.stdout, proc.stderr)
+        assert proc.stdout == ""
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--tolerance", "-1"], "--tolerance"),
+    (["--tolerance", "nan"], "--tolerance"),
+    (["--tolerance", "abc"], "--tolerance"),
+    (["--min-accuracy", "1.5"], "--min-accuracy"),
+    (["--min-accuracy", "90"], "between 0 and 1"),
+    (["--bogus"], "--bogus"),
+    ([], "does not exist"),
+])
+def test_bad_options_are_one_line_and_exit_2(pkg, tmp_path, args, word):
+    target = tmp_path / "nowhere" if not args else pkg
+    proc = run(target, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and word in lines[0], proc.stderr
+
+
+def test_plot_folder_that_cannot_exist(pkg, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")  # a folder under a regular file cannot be made, even by root
+    proc = run(pkg, "--plot", blocker / "figs")
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot create plot folder")
+
+
+# ---------------------------------------------------------------------------- library details
+def test_tie_is_reported_as_a_warning(pkg):
+    data = validation.load_package(pkg)
+    data.predictions["csim"][0] = [0.5, 0.5, 0.0]
+    report = validation.validate(data)
+    assert any("tie" in w for w in report.data["warnings"])
+    assert report.data["sources"]["csim"]["ties"] == [0]
+
+
+@pytest.mark.parametrize("estimate, expected", [
+    ({"latency": {"cycles": 0, "interval": 1}}, {"latency_cycles": 0, "interval": 1}),
+    ({"cycles": 5, "ii": 1, "utilization": {"LUT": 9148}},
+     {"latency_cycles": 5, "interval": 1, "resources": {"LUT": {"count": 9148, "percent": None}}}),
+    ({"something": "else"}, {}),
+])
+def test_hardware_estimate_layouts(estimate, expected):
+    assert validation._headline(estimate) == expected
