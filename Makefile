@@ -13,12 +13,13 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# The SSH tests need a real OpenSSH server; install it where we may (root, apt).
+# The SSH tests need a real OpenSSH server (and sudo, for the non-root login test);
+# install them where we may (root, apt).
 system-deps:
-	@if [ -x /usr/sbin/sshd ]; then :; \
+	@if [ -x /usr/sbin/sshd ] && command -v sudo >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
-	else echo "note: openssh-server is not installed and cannot be installed here: the SSH tests will skip"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server sudo >/dev/null; \
+	else echo "note: openssh-server/sudo missing and not installable here (needs root + apt): SSH tests will skip"; fi
 
 run: venv
 	$(PY) BuildModel.py --rtl
