@@ -1,8 +1,9 @@
 """The build's settings as data: one dataclass, written into every output and read back from it.
 
-Recipes are named sets of training settings. ``default`` is the one that really prunes and reaches
-the article's accuracy; ``article`` reproduces the seed article's settings exactly, whose pruning
-schedule starts after step 2000 while its training lasts 90 steps, so it never prunes.
+Recipes are named sets of training settings. ``default`` really prunes and reaches the article's
+accuracy within the article's own training budget; ``article`` reproduces the seed article's
+settings exactly, whose pruning schedule starts after step 2000 while its training lasts 90 steps,
+so it never prunes.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from typing import Any
 from iris_fpga.errors import ExitCode, ToolError
 
 RECIPES: dict[str, dict[str, Any]] = {
+    # The article's training budget (30 epochs, 90 steps), but a learning rate that learns the task
+    # in that budget and a pruning schedule that starts inside it.
     "default": {
-        "epochs": 100,
-        "lr": 1e-3,
+        "epochs": 30,
+        "lr": 5e-3,
         "batch_size": 32,
         "validation_split": 0.25,
         "sparsity": 0.75,
-        "pruning_begin_step": 30,
+        "pruning_begin_step": 20,
         "pruning_frequency": 10,
     },
     "article": {
