@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,7 +30,10 @@ def keras_is_tf_keras():
     saved = sys.modules.get("keras")
     sys.modules["keras"] = keras2
     try:
-        yield keras2
+        with warnings.catch_warnings():
+            # hls4ml serializes QKeras quantizers as if they were Keras constraints, harmlessly.
+            warnings.filterwarnings("ignore", message=".*keras.constraints.serialize")
+            yield keras2
     finally:
         if saved is None:
             sys.modules.pop("keras", None)
