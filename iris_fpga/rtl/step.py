@@ -1,0 +1,214 @@
+"""The rtl step: exported graph -> da4ml datapath -> Verilog -> Verilator (bit-exact check) -> yosys."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import atomic_write_json, sha256_file
+from iris_fpga.rtl import report as rpt
+from iris_fpga.rtl import simulate, synth
+from iris_fpga.rtl.export import GRAPH_FORMAT
+from iris_fpga.rtl.fixedpoint import FixedType
+
+log = logging.getLogger(__name__)
+
+MARKER = ".iris-fpga-rtl"  # marks a folder this step owns (and may empty)
+SETS = ("test", "random")
+
+
+def run_rtl(
+    graph_path: Path,
+    rtl_dir: Path,
+    estimate_path: Path,
+    *,
+    latency_cutoff: int = 5,
+    part: str = "xc7z020clg400-1",
+    synthesize: bool = True,
+) -> dict:
+    """Build, simulate and synthesize the network; write ``estimate_path`` atomically; return the report.
+
+    Raises ToolError: CHECK_FAILED when the RTL differs from the C-simulation (naming the first
+    differing sample), EXTERNAL_TOOL when g++/make/verilator/yosys fail, USAGE for a bad graph file.
+    ``synthesize=False`` skips yosys (resources are then absent from the report).
+    """
+    started = time.monotonic()
+    graph_path, rtl_dir, estimate_path = Path(graph_path), Path(rtl_dir), Path(estimate_path)
+    if latency_cutoff < 0:
+        raise ToolError(f"rtl: latency cutoff must be 0 (combinational) or more, not {latency_cutoff}", ExitCode.USAGE)
+    if synthesize and not part.lower().startswith("xc7"):
+        raise ToolError(f"rtl: part {part} is not a Xilinx 7-series device; synthesis targets xc7 only", ExitCode.USAGE)
+    estimate_path.parent.mkdir(parents=True, exist_ok=True)
+    if estimate_path.exists():
+        estimate_path.unlink()  # never leave an estimate from another graph behind a failure
+    graph = load_graph(graph_path)
+    seconds: dict[str, float] = {}
+
+    from iris_fpga.rtl.datapath import build_comb_logic
+
+    t = time.monotonic()
+    try:
+        comb = build_comb_logic(graph)
+    except (KeyError, TypeError, ValueError) as exc:  # a graph file edited by hand or truncated
+        raise ToolError(f"rtl: exported graph {graph_path} is inconsistent ({exc!r})", ExitCode.USAGE) from exc
+    seconds["datapath"] = time.monotonic() - t
+    log.info("rtl: datapath traced with da4ml (its own estimate: %d LUT) in %.1f s",
+             round(comb.cost), seconds["datapath"])
+    sets = {name: _set_arrays(graph, name) for name in SETS}
+    in_type = FixedType.from_dict(graph["input"]["type"])
+    out_type = FixedType.from_dict(graph["layers"][-1]["result_type"])
+    # The datapath's own interpreter first: a wrong graph fails here in a second, before Verilator.
+    sets = {name: xy for name, xy in sets.items() if len(xy[0])}  # an empty set has nothing to compare
+    for name, (x, y) in sets.items():
+        got = _codes(comb.predict(in_type.values(x)), out_type)
+        _compare(got, y, x, name, in_type, out_type, graph, "the datapath rebuilt from the exported graph (da4ml)")
+
+    prepare_dir(rtl_dir)
+    t = time.monotonic()
+    model = simulate.write_verilog(comb, rtl_dir, latency_cutoff, part)
+    cycles = simulate.pipeline_stages(model)
+    seconds["verilog"] = time.monotonic() - t
+    log.info("rtl: Verilog written to %s (%s)", rtl_dir / "src",
+             f"{cycles}-stage pipeline" if cycles else "combinational")
+
+    t = time.monotonic()
+    simulate.build_simulation(model)
+    seconds["verilator_build"] = time.monotonic() - t
+    log.info("rtl: Verilator build took %.1f s", seconds["verilator_build"])
+    t = time.monotonic()
+    exact = {}
+    for name, (x, y) in sets.items():
+        got = _codes(simulate.simulate(model, in_type.values(x)), out_type)
+        _compare(got, y, x, name, in_type, out_type, graph, "the Verilog (Verilator)")
+        exact[name] = {"matched": int(len(y)), "total": int(len(y))}
+    seconds["simulation"] = time.monotonic() - t
+    log.info("rtl: Verilog equals the C-simulation: %s",
+             ", ".join(f"{v['matched']}/{v['total']} {k}" for k, v in exact.items()))
+
+    device_name, capacity = rpt.device_for(part)
+    result = None
+    if synthesize:
+        result = synth.synthesize(rtl_dir, simulate.TOP)
+        seconds["yosys"] = result["seconds"]
+    resources = synth.resources(result["cells"]) if result else None
+    percent, fits = rpt.utilisation(resources, capacity) if resources else (None, None)
+    seconds["total"] = time.monotonic() - started
+    versions = rpt.tool_versions()
+    versions["yosys"] = result["yosys"] if result else None
+    report = {
+        "what_was_estimated": rpt.WHAT_WAS_ESTIMATED,
+        "settings": {
+            "latency_cutoff": latency_cutoff,
+            "part": part,
+            "synthesized": bool(synthesize),
+            "yosys_script": synth.RECIPE if synthesize else None,
+        },
+        "versions": versions,
+        "graph": {
+            "file": graph_path.name,
+            "sha256": sha256_file(graph_path),
+            "compared_layer": graph["compared_layer"],
+            "left_out": graph.get("left_out", []),
+            "source": graph.get("source", {}),
+        },
+        "latency_cycles": cycles,
+        "initiation_interval": 1,
+        "clock_note": "registered input and output; the output of a sample appears latency_cycles clocks after "
+        "the clock that samples its input, and a new sample is accepted every clock" if cycles else
+        "combinational: no clock, no registers",
+        "device": {"name": device_name, "capacity": capacity},
+        "resources": resources,
+        "cells": result["cells"] if result else None,
+        "utilisation_percent": percent,
+        "fits": fits,
+        "fits_rule": "LUT + INV, FF, DSP and BRAM each within the device (INV cells counted as LUTs: an upper bound)",
+        "da4ml_estimate": {"LUT": round(comb.cost), "FF": int(getattr(model._pipe, "reg_bits", 0)) if cycles else 0},
+        "bit_exact": {
+            **exact,
+            "compared": f"pre-softmax outputs of layer {graph['compared_layer']} ({out_type}), every bit, against "
+            "hls4ml's C-simulation trace",
+            "random_inputs": graph["sets"]["random"].get("how", ""),
+        },
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "rtl_dir": str(rtl_dir),
+    }
+    report["headline"] = rpt.headline(report)
+    atomic_write_json(estimate_path, report)
+    log.info("%s", report["headline"])
+    return report
+
+
+def load_graph(path: Path) -> dict:
+    try:
+        graph = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ToolError(f"rtl: exported graph {path} is missing (run the csim step first)", ExitCode.USAGE) from exc
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"rtl: exported graph {path} is unreadable ({exc})", ExitCode.USAGE) from exc
+    if not isinstance(graph, dict) or graph.get("format") != GRAPH_FORMAT:
+        raise ToolError(f"rtl: {path} is not an exported graph ({GRAPH_FORMAT})", ExitCode.USAGE)
+    try:
+        for name in SETS:
+            graph["sets"][name]["x"], graph["sets"][name]["y"]  # noqa: B018 - presence check
+        graph["input"]["type"], graph["layers"][-1]["result_type"], graph["compared_layer"]  # noqa: B018
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ToolError(f"rtl: exported graph {path} is incomplete (missing {exc})", ExitCode.USAGE) from exc
+    return graph
+
+
+def prepare_dir(rtl_dir: Path) -> None:
+    """Start from an empty folder; replace only a folder this step wrote before."""
+    if rtl_dir.exists():
+        if not (rtl_dir / MARKER).exists() and any(rtl_dir.iterdir()):
+            raise ToolError(
+                f"rtl: {rtl_dir} exists and was not written by the rtl step; not replacing it", ExitCode.USAGE
+            )
+        shutil.rmtree(rtl_dir)
+    rtl_dir.mkdir(parents=True)
+    (rtl_dir / MARKER).write_text("written by the iris-fpga rtl step; replaced on every run\n")
+
+
+def _set_arrays(graph: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(graph["sets"][name]["x"], dtype=np.int64)
+    y = np.asarray(graph["sets"][name]["y"], dtype=np.int64)
+    if x.size == 0 and y.size == 0:  # e.g. no random inputs asked for
+        x = x.reshape(0, int(graph["input"]["size"]))
+        y = y.reshape(0, len(graph["sets"]["test"]["y"][0]) if graph["sets"]["test"]["y"] else 0)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or x.shape[1] != int(graph["input"]["size"]):
+        raise ToolError(f"rtl: exported graph: set {name} has inputs {x.shape} and outputs {y.shape}", ExitCode.USAGE)
+    return x, y
+
+
+def _codes(values: np.ndarray, t: FixedType) -> np.ndarray:
+    scaled = np.asarray(values, dtype=np.float64) * 2.0**t.frac
+    codes = np.rint(scaled)
+    # a value off the output type's grid can never equal a code: mark it so the comparison fails
+    return np.where(codes == scaled, codes, np.nan)
+
+
+def _compare(got, want, x, set_name, in_type, out_type, graph, what: str) -> None:
+    same = (got == want).all(axis=1) if len(want) else np.array([], dtype=bool)
+    if got.shape == want.shape and same.all():
+        return
+    if got.shape != want.shape:
+        raise ToolError(
+            f"rtl: {what} gives outputs of shape {got.shape}, the C-simulation {want.shape}", ExitCode.CHECK_FAILED
+        )
+    bad = np.nonzero(~same)[0]
+    i = int(bad[0])
+    raise ToolError(
+        f"rtl: {what} differs from the C-simulation on {set_name} sample {i} "
+        f"({len(bad)} of {len(want)} {set_name} samples differ): input {_fmt(in_type.values(x[i]))}, "
+        f"RTL {graph['compared_layer']} {_fmt(got[i] * 2.0**-out_type.frac)}, "
+        f"C-simulation {_fmt(out_type.values(want[i]))}",
+        ExitCode.CHECK_FAILED,
+    )
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{v:.10g}" for v in np.asarray(values, dtype=np.float64)) + "]"
