@@ -282,6 +282,7 @@ def _atomic_files(contents):
         for path, data in contents.items():
             fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="." + path.name + ".", suffix=".tmp")
             temps.append(tmp)
+            os.fchmod(fd, 0o644)  # readable by the login user that fetches them after a sudo run
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
