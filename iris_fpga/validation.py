@@ -335,66 +335,13 @@ def load_package(package_dir: Path | str) -> PackageData:
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-def _headline(estimate: dict) -> dict:
-    """The headline of hardware_estimate.json, tolerant of its exact layout (issue 9).
-
-    Uses ``headline`` (a string) when the rtl step wrote one; otherwise collects what it finds:
-    cycles/latency, interval, fits, resources {name: number | {count|used, percent|pct}},
-    bit-exact counts and the sentence that says what was estimated.
-    """
-
-    def first(mapping: dict, *keys: str) -> Any:
-        for key in keys:
-            if key in mapping and mapping[key] is not None:
-                return mapping[key]
-        return None
-
-    def number(value: Any) -> float | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value if math.isfinite(value) else None
-        return None
-
-    nested = first(estimate, "latency", "timing")
-    nested = nested if isinstance(nested, dict) else {}
-    out: dict[str, Any] = {}
-    if isinstance(estimate.get("headline"), str):
-        out["headline"] = estimate["headline"]
-    for name, keys in (
-        ("latency_cycles", ("latency_cycles", "cycles", "latency")),
-        ("interval", ("interval", "initiation_interval", "ii")),
-    ):
-        for source in (estimate, nested):
-            value = next((number(source[k]) for k in keys if number(source.get(k)) is not None),
-                         None)
-            if value is not None:
-                out[name] = value
-                break
-    fits = first(estimate, "fits", "fit")
-    if isinstance(fits, bool):
-        out["fits"] = fits
-    resources = first(estimate, "resources", "utilization", "utilisation")
-    if isinstance(resources, dict):
-        table = {}
-        for name, value in resources.items():
-            if isinstance(value, dict):
-                count = number(first(value, "count", "used", "value"))
-                pct = number(first(value, "percent", "pct", "utilization", "utilisation"))
-            else:
-                count, pct = number(value), None
-            if count is not None:
-                table[str(name)] = {"count": count, "percent": pct}
-        if table:
-            out["resources"] = table
-    exact = first(estimate, "bit_exact", "bitexact")
-    if isinstance(exact, dict):
-        out["bit_exact"] = exact
-    what = first(estimate, "estimated", "what", "what_was_estimated", "note", "scope")
-    if isinstance(what, str):
-        out["what"] = what
-    device = first(estimate, "part", "device", "chip")
-    if isinstance(device, str):
-        out["device"] = device
-    return out
+def _estimate_summary(estimate: dict) -> dict:
+    """What the report shows of hardware_estimate.json: the rtl step's own headline and scope."""
+    return {
+        "headline": estimate.get("headline"),
+        "fits": estimate.get("fits"),
+        "what": estimate.get("what_was_estimated"),
+    }
 
 
 def _ties(probs: np.ndarray) -> list[int]:
@@ -570,7 +517,7 @@ def validate(
         "hardware": hardware,
         "agreement": agreement,
         "misclassified": misclassified,
-        "hardware_estimate": _headline(data.hardware_estimate) if data.hardware_estimate else None,
+        "hardware_estimate": _estimate_summary(data.hardware_estimate) if data.hardware_estimate else None,
         "checks": checks,
         "warnings": warnings,
     }
@@ -696,29 +643,9 @@ def format_report(report: Report) -> str:
     if est is not None:
         lines.append("")
         lines.append("Hardware estimate (hardware_estimate.json)")
-        if est.get("headline"):
-            lines.append("  " + est["headline"])
-        parts = []
-        if "latency_cycles" in est:
-            parts.append(f"latency {_fmt_num(est['latency_cycles'])} cycles")
-        if "interval" in est:
-            parts.append(f"interval {_fmt_num(est['interval'])}")
-        if "fits" in est:
-            parts.append("fits" + (f" the {est['device']}" if est.get("device") else "")
-                         if est["fits"] else "DOES NOT FIT")
-        if parts:
-            lines.append("  " + ", ".join(parts))
-        if est.get("resources"):
-            lines.append("  " + ", ".join(
-                f"{name} {_fmt_num(r['count'])}"
-                + (f" ({r['percent']:.1f}%)" if r.get("percent") is not None else "")
-                for name, r in est["resources"].items()))
-        if est.get("bit_exact"):
-            lines.append("  bit-exact: " + json.dumps(est["bit_exact"], sort_keys=True))
+        lines.append("  " + (est.get("headline") or "(no headline: rerun python BuildModel.py --rtl)"))
         if est.get("what"):
             lines.append("  " + est["what"])
-        if lines[-1] == "Hardware estimate (hardware_estimate.json)":
-            lines.append("  (no headline fields recognised)")
 
     if d["warnings"]:
         lines.append("")
