@@ -15,7 +15,6 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -110,7 +109,8 @@ class BuildModel:
             self.timings[name] = round(seconds, 3)
             if key and outputs is not None:
                 self.state.record(name, key, result, outputs, seconds)
-            log.info("[%d/%d] %-9s done in %.1f s", i, len(active), name, seconds)
+            outcome = "skipped (see the summary) after" if name in self.skipped else "done in"
+            log.info("[%d/%d] %-9s %s %.1f s", i, len(active), name, outcome, seconds)
         self.summary()
         return ExitCode.OK
 
@@ -200,7 +200,7 @@ class BuildModel:
             outputs.append(self.staging / name)
         from iris_fpga.rtl.export import export_graph
 
-        graph = self.work / "rtl_graph.npz"
+        graph = self.work / "rtl_graph.json"
         export_graph(hls_model, split.X_test, graph, n_random=self.config.rtl_random_samples, seed=self.config.seed)
         outputs += [graph, library]
         acc = result["accuracy"]
@@ -212,7 +212,7 @@ class BuildModel:
         from iris_fpga.rtl import run_rtl
 
         estimate = self.staging / "hardware_estimate.json"
-        report = run_rtl(self.work / "rtl_graph.npz", self.output_dir / "rtl", estimate,
+        report = run_rtl(self.work / "rtl_graph.json", self.output_dir / "rtl", estimate,
                          latency_cutoff=self.config.latency_cutoff)
         return {"report": report}, [estimate]
 
@@ -327,8 +327,8 @@ class BuildModel:
             log.info("  rtl          %s", headline(self.results["rtl"]["report"]))
         if "bitstream" in self.results and self.results["bitstream"].get("built"):
             log.info("  bitstream    built by Vivado: %s", self.package_dir / "hls4ml_nn.bit")
-        for step, why in self.skipped.items():
-            log.info("  %-12s skipped: %s", step, why)
+        for step in sorted(self.skipped, key=STEPS.index):
+            log.info("  %-12s skipped: %s", step, self.skipped[step])
         if "package" in self.results:
             log.info("  package      %s (build %s)", self.package_dir, self.results["package"]["build_id"])
             log.info("  next         copy it to the board and run `sudo python3 on_target.py` there, "
