@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.errors import ToolError
 from iris_fpga.fileio import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
