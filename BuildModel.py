@@ -111,6 +111,12 @@ class BuildModel:
                 self.state.record(name, key, result, outputs, seconds)
             outcome = "skipped (see the summary) after" if name in self.skipped else "done in"
             log.info("[%d/%d] %-9s %s %.1f s", i, len(active), name, outcome, seconds)
+        self.work.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.work / "last_run.json", {
+            "seconds": self.timings,
+            "reused": [n for n in active if n not in self.timings],
+            "skipped": self.skipped,
+        })
         self.summary()
         return ExitCode.OK
 
@@ -350,6 +356,15 @@ def _check_writable(folder: Path) -> None:
         raise ToolError(f"cannot write to {folder} ({exc.strerror}): choose a writable folder") from None
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except the empty ones (None, False) that would only add noise."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2) instead of the usage block."""
 
@@ -360,16 +375,16 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None):
     parser = OneLineParser(
         description="Train the Iris network, convert it with hls4ml for a PYNQ-Z2 and write package/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--from", dest="start", choices=STEPS, default="data", help="first step to run")
     parser.add_argument("--to", dest="stop", choices=STEPS, default="deploy", help="last step to run")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                         help="training settings: 'default' prunes for real; 'article' is the seed article's")
     parser.add_argument("--seed", type=int, default=0, help="weight init and shuffling (the split is fixed)")
-    parser.add_argument("--epochs", type=int, help="training epochs (recipe's by default)")
-    parser.add_argument("--lr", type=float, help="learning rate (recipe's by default)")
-    parser.add_argument("--sparsity", type=float, help="fraction of weights pruned to zero, in [0, 1)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    parser.add_argument("--sparsity", type=float, help="fraction of weights pruned to zero, in [0, 1) (default: the recipe's)")
     parser.add_argument("--reuse-factor", type=int, default=512, help="hls4ml ReuseFactor of every Dense layer")
     parser.add_argument("--board", default="pynq-z2", help="hls4ml VivadoAccelerator board name")
     parser.add_argument("--default-precision", default="ap_fixed<16,6>", help="hls4ml default precision")
