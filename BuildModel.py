@@ -90,10 +90,8 @@ class BuildModel:
         for name in STEPS[: STEPS.index(start)]:
             if name in keys and self.enabled(name) is None and name != "bitstream":
                 self.require(name, keys[name], start)
-        active = [n for n in names if self.enabled(n) is None]
-        for n in names:
-            if self.enabled(n) is not None:
-                self.skipped[n] = self.enabled(n)
+        self.skipped.update({n: why for n in names if (why := self.enabled(n))})
+        active = [n for n in names if n not in self.skipped]
         for i, name in enumerate(active, 1):
             key = keys.get(name)
             t0 = time.perf_counter()
@@ -179,6 +177,7 @@ class BuildModel:
 
     def step_csim(self):
         from iris_fpga import hls
+        from iris_fpga.rtl.export import export_graph
 
         split = self.split()
         hls_model = self.hls_model()
@@ -204,14 +203,16 @@ class BuildModel:
         for name, values in (("y_keras.npy", y_keras), ("y_hls.npy", y_hls)):
             atomic_save_npy(self.staging / name, values)
             outputs.append(self.staging / name)
-        from iris_fpga.rtl.export import export_graph
-
         graph = self.work / "rtl_graph.json"
         export_graph(hls_model, split.X_test, graph, n_random=self.config.rtl_random_samples, seed=self.config.seed)
         outputs += [graph, library]
         acc = result["accuracy"]
         log.info("          accuracy: Keras %.2f%%, C-simulation %.2f%%, class agreement %.2f%%",
                  100 * acc["keras"], 100 * acc["csim"], 100 * acc["agreement"])
+        if acc["agreement"] < 1:
+            log.warning("          C-simulation and Keras pick different classes for %d of %d samples: the "
+                        "fixed-point model differs from the trained one (is the model trained?)",
+                        int(round((1 - acc["agreement"]) * len(truth))), len(truth))
         return result, outputs
 
     def step_rtl(self):
