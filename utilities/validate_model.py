@@ -6,7 +6,7 @@
 
 Exit codes: 0 every check passed; 1 a check failed (hardware vs C-simulation classes or
 probabilities, accuracy below --min-accuracy, y_hw.npy from another build); 2 unusable input or
-bad option. The logic lives in iris_fpga/validation.py; this script imports no TensorFlow.
+bad option. The logic lives in iris_fpga/validation/; this script imports no TensorFlow.
 """
 from __future__ import annotations
 

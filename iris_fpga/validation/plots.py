@@ -1,0 +1,86 @@
+"""The ``--plot`` figures (matplotlib, imported only when they are asked for)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from iris_fpga.errors import ToolError
+from iris_fpga.fileio import atomic_write_bytes
+from iris_fpga.validation.checks import Report
+from iris_fpga.validation.load import PackageData, _one_line
+
+
+def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[Path]:
+    """Write confusion.png and probabilities.png into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"cannot create plot folder {out}: {_one_line(exc)}") from None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ToolError("--plot needs matplotlib: pip install matplotlib") from None
+
+    d = report.data
+    classes = d["classes"]
+    sources = d["sources"]
+    written = []
+
+    def save(fig, name: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        path = out / name
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            raise ToolError(f"cannot write {path}: {_one_line(exc)}") from None
+        written.append(path)
+
+    fig, axes = plt.subplots(1, len(sources), figsize=(3.8 * len(sources), 3.6), squeeze=False)
+    for ax, (key, s) in zip(axes[0], sources.items()):
+        cm = np.asarray(s["confusion"])
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center",
+                    color="white" if v > cm.max() / 2 else "black")
+        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{s['label']}: {s['correct']}/{s['total']}")
+    fig.tight_layout()
+    save(fig, "confusion.png")
+
+    idx = np.arange(len(data.y_true))
+    preds = {k: v for k, v in data.predictions.items() if k in sources}
+    has_hw = "hardware" in preds
+    fig, axes = plt.subplots(len(classes), 1, figsize=(9, 2.2 * len(classes)), sharex=True,
+                             squeeze=False)
+    for c, ax in enumerate(axes[:, 0]):
+        ax.bar(idx, preds["csim"][:, c], color="#9ecae1", label="HLS C-sim")
+        if has_hw:
+            ax.plot(idx, preds["hardware"][:, c], "kx", label="hardware")
+        ax.plot(idx, preds["keras"][:, c], "o", mfc="none", color="#e6550d", ms=4, label="Keras")
+        truth = idx[data.y_true == c]
+        ax.plot(truth, np.full(truth.shape, -0.08), "|", color="green", label="true class")
+        ax.set_ylabel(classes[c])
+        ax.set_ylim(-0.15, max(1.05, float(preds["csim"][:, c].max()) + 0.05))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel("test sample")
+    if has_hw:
+        hw = next(a for a in d["agreement"] if a["a"] == "hardware")
+        title = f"Per-sample probabilities, hardware vs C-sim (max |diff| {hw['max_abs_diff']:.3g})"
+    else:
+        title = "Per-sample probabilities, Keras vs C-sim (no y_hw.npy)"
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    save(fig, "probabilities.png")
+    return written
