@@ -206,3 +206,65 @@ def test_settings_round_trip_through_the_manifest(built: Build):
 
 def test_on_target_in_package_is_the_repositorys(built: Build):
     assert (built.package_dir / "on_target.py").read_bytes() == (REPO / "on_target.py").read_bytes()
+
+
+# Which step each setting feeds first; every later step in the chain depends on it too.
+FIRST_STEP = {
+    "test_size": "data", "split_random_state": "data",
+    "seed": "train", "epochs": "train", "lr": "train", "batch_size": "train", "validation_split": "train",
+    "sparsity": "train", "pruning_begin_step": "train", "pruning_frequency": "train",
+    "board": "convert", "reuse_factor": "convert", "default_precision": "convert",
+    "exp_table_t": "convert", "inv_table_t": "convert",
+    "rtl_random_samples": "csim", "latency_cutoff": "rtl",
+}
+# Settings that choose values or places but are not themselves inputs of any step's result.
+NOT_AN_INPUT = {"recipe", "rtl", "output_dir", "package_dir"}
+CHAIN = ("data", "train", "convert", "csim", "rtl")
+
+
+def _changed(config, name):
+    value = getattr(config, name)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, str):
+        return {"board": "zcu102", "recipe": "article"}.get(name, value.replace("<1", "<2") if "<1" in value else value + "x")
+    if isinstance(value, float):
+        return value / 2
+    return value + 1
+
+
+def _dependents(first: str) -> set[str]:
+    steps = set(CHAIN[CHAIN.index(first):])
+    return steps | ({"bitstream"} if steps & {"data", "train", "convert"} else set())
+
+
+def test_every_setting_invalidates_exactly_the_steps_that_depend_on_it():
+    import dataclasses
+
+    from BuildModel import BuildModel
+    from iris_fpga.config import BuildConfig
+
+    base = BuildConfig()
+    assert {f.name for f in dataclasses.fields(BuildConfig)} == set(FIRST_STEP) | NOT_AN_INPUT
+    base_keys = BuildModel(base).keys()
+    for name, first in FIRST_STEP.items():
+        keys = BuildModel(dataclasses.replace(base, **{name: _changed(base, name)})).keys()
+        changed = {step for step in keys if keys[step] != base_keys[step]}
+        assert changed == _dependents(first), name
+    for name in NOT_AN_INPUT:
+        keys = BuildModel(dataclasses.replace(base, **{name: _changed(base, name)})).keys()
+        assert keys == base_keys, name
+
+
+def test_a_new_package_version_invalidates_its_steps(monkeypatch):
+    import BuildModel as buildmodel
+
+    base_keys = buildmodel.BuildModel(buildmodel.BuildConfig()).keys()
+    real = buildmodel.package_versions
+
+    def newer_hls4ml(*names):
+        return {**real(*names), "hls4ml": "9.9.9"}
+
+    monkeypatch.setattr(buildmodel, "package_versions", newer_hls4ml)
+    keys = buildmodel.BuildModel(buildmodel.BuildConfig()).keys()
+    assert {s for s in keys if keys[s] != base_keys[s]} == _dependents("convert")
