@@ -3,7 +3,8 @@
 
 Each build runs ``BuildModel.py`` as a separate process, exactly as a user would, so its wall
 time includes Python and TensorFlow start-up and its peak memory is its own (``wait4``).
-Writes BENCHMARKS.md and bench/benchmark.json; prints the figures and ratios as it goes.
+Writes BENCHMARKS.md and BENCHMARKS.json beside it (the builds go to bench/); prints the figures
+and ratios as it goes.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def markdown(report: dict) -> str:
         "",
         f"Measured {report['date']} on this project's machine kind ({report['machine']}), "
         f"with `{report['command']}`. Every figure below comes from that run; "
-        "`bench/benchmark.json` holds the raw numbers.",
+        "`BENCHMARKS.json` holds the raw numbers.",
         "",
         "## Accuracy and sparsity, seeds " + ", ".join(map(str, report["seeds"])),
         "",
@@ -157,7 +158,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for each recipe")
-    parser.add_argument("--work", type=Path, default=REPO / "bench", help="where builds and the JSON go")
+    parser.add_argument("--work", type=Path, default=REPO / "bench", help="where the builds go")
     parser.add_argument("--repeat", type=int, default=100, help="on_target.py --repeat for the emulated throughput")
     parser.add_argument("--no-rtl", action="store_true", help="skip timing the rtl step")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
@@ -245,9 +246,10 @@ def run(args) -> int:
         "rtl": rtl,
         "emulation": emulation,
     }
-    atomic_write_json(work / "benchmark.json", report)
+    raw = args.markdown.with_suffix(".json")
+    atomic_write_json(raw, report)
     atomic_write_bytes(args.markdown, markdown(report).encode())
-    print(f"wrote {args.markdown} and {work / 'benchmark.json'}")
+    print(f"wrote {args.markdown} and {raw}")
     return 0
 
 
