@@ -85,13 +85,16 @@ class BuildModel:
 
     def run(self, start: str = "data", stop: str = "deploy") -> int:
         names = STEPS[STEPS.index(start): STEPS.index(stop) + 1]
+        self.skipped.update({n: why for n in names if (why := self.enabled(n))})
+        active = [n for n in names if n not in self.skipped]
+        if not active:
+            reasons = "; ".join(f"{n}: {why}" for n, why in self.skipped.items())
+            raise ToolError(f"--from {start} --to {stop} runs no step ({reasons})")
         self.prepare_folders(names)
         keys = self.keys()
         for name in STEPS[: STEPS.index(start)]:
             if name in keys and self.enabled(name) is None and name != "bitstream":
                 self.require(name, keys[name], start)
-        self.skipped.update({n: why for n in names if (why := self.enabled(n))})
-        active = [n for n in names if n not in self.skipped]
         for i, name in enumerate(active, 1):
             key = keys.get(name)
             t0 = time.perf_counter()

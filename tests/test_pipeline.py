@@ -126,6 +126,7 @@ def test_changed_setting_redoes_exactly_what_depends_on_it(built: Build, tmp_pat
         (["--epochs", "ten"], "invalid int value: 'ten'"),
         (["--from", "package", "--to", "train"], "--from package comes after --to train"),
         (["--from", "convert"], "--from convert needs the outputs of step 'data'"),
+        (["--from", "deploy"], "runs no step (deploy: no board named (add --host))"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
