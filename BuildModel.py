@@ -79,7 +79,7 @@ class BuildModel:
             v["hls4ml"],
         )
         keys["csim"] = fingerprint("csim", keys["convert"], compiler_version(), c.rtl_random_samples)
-        keys["rtl"] = fingerprint("rtl", keys["csim"], c.latency_cutoff, _rtl_versions())
+        keys["rtl"] = fingerprint("rtl", keys["csim"], c.latency_cutoff, _rtl_versions())  # board: via convert
         keys["bitstream"] = fingerprint("bitstream", keys["convert"])
         return keys
 
@@ -219,11 +219,12 @@ class BuildModel:
         return result, outputs
 
     def step_rtl(self):
+        from iris_fpga.hls import board_part
         from iris_fpga.rtl import run_rtl
 
         estimate = self.staging / "hardware_estimate.json"
         report = run_rtl(self.work / "rtl_graph.json", self.output_dir / "rtl", estimate,
-                         latency_cutoff=self.config.latency_cutoff)
+                         latency_cutoff=self.config.latency_cutoff, part=board_part(self.config.board))
         return {"report": report}, [estimate]
 
     def step_bitstream(self):

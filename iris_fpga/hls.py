@@ -19,19 +19,25 @@ BACKEND = "VivadoAccelerator"
 
 
 @functools.lru_cache(maxsize=None)
-def supported_boards() -> tuple[str, ...]:
-    """Board names hls4ml's VivadoAccelerator backend knows, read from its data file without importing it."""
+def supported_boards() -> dict[str, dict]:
+    """hls4ml's VivadoAccelerator boards ({name: {part, ...}}), read from its data file without importing it."""
     spec = find_spec("hls4ml")
     if spec is None or not spec.submodule_search_locations:
         raise ToolError("hls4ml is not installed: run `make venv` (see README)", ExitCode.USAGE)
     path = Path(spec.submodule_search_locations[0]) / "backends" / "vivado_accelerator" / "supported_boards.json"
-    return tuple(json.loads(path.read_text()))
+    return json.loads(path.read_text())
 
 
 def check_board(board: str) -> None:
     boards = supported_boards()
     if board not in boards:
         raise ToolError(f"unknown board {board!r}: hls4ml's VivadoAccelerator backend knows {', '.join(boards)}")
+
+
+def board_part(board: str) -> str:
+    """The FPGA part hls4ml targets for ``board`` (xc7z020clg400-1 for the pynq-z2)."""
+    check_board(board)
+    return supported_boards()[board]["part"]
 
 
 def hls_config(model, config: BuildConfig) -> dict:

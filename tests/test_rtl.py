@@ -172,6 +172,10 @@ def test_bad_inputs_are_usage_errors(built: Build, tmp_path):
         run_rtl(graph_file(built), foreign, tmp_path / "e.json", synthesize=False)
     assert err.value.code == ExitCode.USAGE and (foreign / "keep.txt").exists()
     assert not (foreign / MARKER).exists()
+    with pytest.raises(ToolError) as err:  # the zcu102's part: no xc7 synthesis, no estimate against a Zynq-7000
+        run_rtl(graph_file(built), tmp_path / "rtl", tmp_path / "e.json", part="xczu9eg-ffvb1156-2-e")
+    assert err.value.code == ExitCode.USAGE and "leave out --rtl" in str(err.value)
+    assert not (tmp_path / "e.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,8 @@ def run_rtl(
     if latency_cutoff < 0:
         raise ToolError(f"rtl: latency cutoff must be 0 (combinational) or more, not {latency_cutoff}", ExitCode.USAGE)
     if synthesize and not part.lower().startswith("xc7"):
-        raise ToolError(f"rtl: part {part} is not a Xilinx 7-series device; synthesis targets xc7 only", ExitCode.USAGE)
+        raise ToolError(f"rtl: part {part} is not a Xilinx 7-series device and synthesis targets xc7 only: "
+                        "leave out --rtl for this board", ExitCode.USAGE)
     estimate_path.parent.mkdir(parents=True, exist_ok=True)
     if estimate_path.exists():
         estimate_path.unlink()  # never leave an estimate from another graph behind a failure
