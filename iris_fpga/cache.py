@@ -54,7 +54,3 @@ class StepState:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, self.steps)
-
-    def forget(self, step: str) -> None:
-        if self.steps.pop(step, None) is not None:
-            atomic_write_json(self.path, self.steps)

@@ -8,8 +8,6 @@ so it never prunes.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
 from iris_fpga.errors import ExitCode, ToolError
@@ -110,13 +108,6 @@ class BuildConfig:
         if unknown:
             raise ToolError(f"unknown settings {', '.join(unknown)} in configuration")
         return cls(**data).validated()
-
-    @classmethod
-    def load(cls, path: Path) -> "BuildConfig":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, TypeError) as exc:
-            raise ToolError(f"cannot read settings from {path}: {exc}") from None
 
     def subset(self, *names: str) -> dict[str, Any]:
         """The settings a step depends on, for its cache key."""

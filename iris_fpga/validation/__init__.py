@@ -27,7 +27,7 @@ one-line message naming the file and the pipeline step that makes it.
 Modules: ``load`` (reading and checking the package folder), ``checks`` (the report and its
 verdict), ``text`` (the terminal report), ``plots`` (the ``--plot`` figures).
 """
-from iris_fpga.validation.checks import DEFAULT_TOLERANCE, Report, validate, validate_package
+from iris_fpga.validation.checks import DEFAULT_TOLERANCE, Report, validate
 from iris_fpga.validation.load import PackageData, load_package
 from iris_fpga.validation.plots import write_plots
 from iris_fpga.validation.text import format_report
@@ -39,6 +39,5 @@ __all__ = [
     "format_report",
     "load_package",
     "validate",
-    "validate_package",
     "write_plots",
 ]

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.validation.load import _MODE_NOTES, SOURCES, PackageData, load_package
+from iris_fpga.validation.load import _MODE_NOTES, SOURCES, PackageData
 
 #: Default for ``--tolerance`` (hardware vs C-simulation probabilities): float32 noise only.
 DEFAULT_TOLERANCE = 1e-6
@@ -213,11 +212,4 @@ def validate(
         "warnings": warnings,
     }
     return Report(doc)
-
-
-def validate_package(
-    package_dir: Path | str, *, min_accuracy: float = 0.0, tolerance: float = DEFAULT_TOLERANCE
-) -> Report:
-    """:func:`load_package` then :func:`validate`."""
-    return validate(load_package(package_dir), min_accuracy=min_accuracy, tolerance=tolerance)
 
