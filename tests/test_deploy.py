@@ -145,11 +145,16 @@ def test_copy_only_manifest_files_into_folder_named_literally(server, package, k
     assert "uploaded" in result.stderr and "checked" in result.stderr  # progress and verification shown
 
 
+def _board_holds_build_a(built, server, known_hosts, tmp_path, remote) -> Path:
+    """Deploy a package of build A to ``remote``; return a package of build B, ready to follow it."""
+    first = make_package(built, tmp_path / "a" / "package", BUILD_A)
+    assert run_deploy(first, base_args(server, known_hosts, remote)).returncode == 0
+    return make_package(built, tmp_path / "b" / "package", BUILD_B)
+
+
 def test_redeploy_replaces_the_previous_package(built, server, known_hosts, tmp_path):
     remote = tmp_path / "board" / "iris_on_fpga"
-    first = make_package(built, tmp_path / "a" / "package", BUILD_A)
-    second = make_package(built, tmp_path / "b" / "package", BUILD_B)
-    assert run_deploy(first, base_args(server, known_hosts, remote)).returncode == 0
+    second = _board_holds_build_a(built, server, known_hosts, tmp_path, remote)
     (remote / "y_hw.npy").write_bytes(b"a result of build A on the board")
     result = run_deploy(second, base_args(server, known_hosts, remote))
     assert result.returncode == 0, result.stderr
@@ -203,9 +208,7 @@ def _deploy_in_process(monkeypatch, package, args) -> int:
 
 def test_connection_lost_midway_leaves_previous_package(built, server, known_hosts, tmp_path, monkeypatch):
     remote = tmp_path / "board" / "iris on; fpga"
-    first = make_package(built, tmp_path / "a" / "package", BUILD_A)
-    second = make_package(built, tmp_path / "b" / "package", BUILD_B)
-    assert run_deploy(first, base_args(server, known_hosts, remote)).returncode == 0
+    second = _board_holds_build_a(built, server, known_hosts, tmp_path, remote)
     before = remote_state(remote)
 
     real_scp = deploy_module._scp
@@ -234,9 +237,7 @@ def test_connection_lost_midway_leaves_previous_package(built, server, known_hos
 
 def test_upload_failing_its_checksum_leaves_previous_package(built, server, known_hosts, tmp_path, monkeypatch):
     remote = tmp_path / "board" / "pkg"
-    first = make_package(built, tmp_path / "a" / "package", BUILD_A)
-    second = make_package(built, tmp_path / "b" / "package", BUILD_B)
-    assert run_deploy(first, base_args(server, known_hosts, remote)).returncode == 0
+    second = _board_holds_build_a(built, server, known_hosts, tmp_path, remote)
     before = remote_state(remote)
 
     real_upload = deploy_module._upload
