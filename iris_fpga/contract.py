@@ -1,0 +1,171 @@
+"""The package contract: what package/ holds, what may sit beside it, and one check of both.
+
+Packaging, deploy and validation use this module; ``on_target.py`` keeps its own copy of the
+names (it runs on the board without the project) and a test keeps the two in step.
+
+A package is a folder with ``manifest.json``; the manifest's ``files`` maps each relative POSIX
+path to its sha256. Beside the listed files a package folder may hold only ``EXTRAS``: results
+written on the board, older results moved aside, and what Python or Jupyter leave behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import sha256_file
+
+MANIFEST = "manifest.json"
+RESULT_FILES = ("y_hw.npy", "y_hw.json")  # written on the board; never listed in the manifest
+PREVIOUS = "previous"  # previous/<build id>/y_hw.* of older builds
+NOTEBOOK = "on_target.ipynb"
+# Names that may sit in a package folder beyond the manifest's files (../shared/interfaces.md).
+EXTRA_FILES = RESULT_FILES + (NOTEBOOK,)  # the notebook only as a re-saved copy of a listed one
+EXTRA_DIRS = (PREVIOUS, "__pycache__", ".ipynb_checkpoints")
+
+# Files every package lists, by the step that makes them.
+DATA_FILES = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
+CSIM_FILES = ("y_keras.npy", "y_hls.npy")
+DRIVER = "axi_stream_driver.py"
+BOARD_SCRIPT = "on_target.py"
+ESTIMATE = "hardware_estimate.json"
+BITSTREAM_STEM = "hls4ml_nn"
+BITSTREAM_FILES = (BITSTREAM_STEM + ".bit", BITSTREAM_STEM + ".hwh")
+EMULATION_DIR = "emulation"
+
+# Fields that make a manifest one this tool wrote (a stranger's manifest.json lacks them).
+MANIFEST_FIELDS = {"build_id": str, "created": str, "settings": dict, "versions": dict, "files": dict}
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way a folder differs from its manifest: ``name`` and what is wrong with it."""
+
+    name: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.what}"
+
+
+def plain_relative(name: str) -> bool:
+    """A manifest entry must be a plain relative POSIX path inside the package."""
+    pure = PurePosixPath(name)
+    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and str(pure) == name \
+        and "\\" not in name and not any(ord(c) < 32 or ord(c) == 127 for c in name) \
+        and name != MANIFEST and name not in RESULT_FILES
+
+
+def read_manifest(package_dir: Path, code: ExitCode = ExitCode.USAGE) -> dict | None:
+    """The manifest of ``package_dir``; None when absent; ToolError(code) when it is not ours."""
+    path = Path(package_dir) / MANIFEST
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ToolError(f"{path}: {exc.strerror}", code) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"{path} is not a regular file (a link, folder or device): not a package of this tool", code)
+    if info.st_size > MAX_MANIFEST_BYTES:
+        raise ToolError(f"{path} is {info.st_size} bytes, more than a manifest of this tool can be", code)
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (ValueError, RecursionError, OSError):
+        raise ToolError(f"{path} is not valid JSON: delete the package folder and rebuild", code) from None
+    wrong = [k for k, kind in MANIFEST_FIELDS.items() if not isinstance(manifest, dict)
+             or not isinstance(manifest.get(k), kind)]
+    if wrong:
+        raise ToolError(f"{path} is not a manifest of this tool (field {wrong[0]!r} missing or of the wrong type)",
+                        code)
+    bad = [n for n, digest in manifest["files"].items() if not plain_relative(n) or not isinstance(digest, str)]
+    if bad:
+        raise ToolError(f"{path}: file entry {bad[0]!r} is not a plain relative path with a sha256", code)
+    return manifest
+
+
+def verify(package_dir: Path, manifest: dict, names=None) -> list[Problem]:
+    """Check ``names`` (default: every listed file) against the manifest, without following links.
+
+    A listed file must be a regular file (not a symlink, FIFO, device or folder) whose sha256 is
+    the manifest's; a name the manifest does not list is a problem too. Returns the problems.
+    """
+    listed = manifest["files"]
+    problems = []
+    for name in sorted(listed if names is None else names):
+        if name not in listed:
+            problems.append(Problem(name, "is not listed in manifest.json"))
+            continue
+        path = Path(package_dir) / name
+        what = _not_regular(path)
+        if what is None and sha256_file(path) != listed[name]:
+            what = "changed (its sha256 differs from manifest.json's)"
+        if what:
+            problems.append(Problem(name, what))
+    return problems
+
+
+def _not_regular(path: Path) -> str | None:
+    for parent in reversed(path.parents):  # no link anywhere on the way into the package
+        if parent.is_symlink():
+            return f"lies under a symbolic link ({parent.name})"
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    return None
+
+
+def strangers(package_dir: Path, manifest: dict) -> list[str]:
+    """Entries of ``package_dir`` that are neither listed, the manifest, nor allowed extras."""
+    package_dir = Path(package_dir)
+    listed = set(manifest["files"])
+    listed_dirs = {p.as_posix() for name in listed for p in PurePosixPath(name).parents if str(p) != "."}
+    found = []
+    for root, dirs, files in os.walk(package_dir):
+        rel_root = Path(root).relative_to(package_dir)
+        for d in list(dirs):
+            rel = (rel_root / d).as_posix()
+            if rel in EXTRA_DIRS or rel_root == Path(".") and d in EXTRA_DIRS:
+                dirs.remove(d)  # allowed extras are not inspected
+            elif rel not in listed_dirs or (package_dir / rel).is_symlink():
+                found.append(rel + "/")
+                dirs.remove(d)
+        for f in files:
+            rel = (rel_root / f).as_posix()
+            if rel not in listed and rel != MANIFEST and not (rel_root == Path(".") and f in EXTRA_FILES):
+                found.append(rel)
+    return sorted(found)
+
+
+def require_ours(package_dir: Path, code: ExitCode = ExitCode.USAGE) -> dict | None:
+    """Refuse a non-empty folder unless it is a package this tool wrote; its manifest or None.
+
+    "Ours" means: a manifest with this tool's fields, and nothing in the folder beyond the files it
+    lists plus ``EXTRA_FILES``/``EXTRA_DIRS``. Raises ToolError(code) naming what is in the way.
+    """
+    package_dir = Path(package_dir)
+    if package_dir.is_symlink() or (package_dir.exists() and not package_dir.is_dir()):
+        raise ToolError(f"{package_dir} is not a folder (a file or a link): choose another folder", code)
+    if not package_dir.exists() or not any(package_dir.iterdir()):
+        return None
+    manifest = read_manifest(package_dir, code)
+    if manifest is None:
+        raise ToolError(f"{package_dir} holds files but no {MANIFEST}, so it is not a package of this tool: "
+                        "choose another folder or empty it", code)
+    extra = strangers(package_dir, manifest)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise ToolError(f"{package_dir} holds what its manifest does not list ({shown}): "
+                        "it is not only a package of this tool, so it is left alone", code)
+    return manifest
