@@ -1,12 +1,16 @@
-"""utilities/validate_model.py: every verdict and every kind of unusable input, run as a subprocess.
+"""utilities/validate_model.py: every verdict and every kind of unusable input.
 
-The package under test is a copy of the session's real ``built`` package (training, C-simulation,
-package step). y_hw.npy / y_hw.json are crafted from y_hls.npy as on_target.py writes them, or
-altered to make each verdict and each bad input.
+The package under test is synthetic (``make_package``: tiny arrays, a manifest of the contract's
+fields written through fileio), so these tests need no training; one end-to-end test validates
+the session's real ``built`` package after an emulated run. y_hw.npy / y_hw.json are crafted from
+y_hls.npy as on_target.py writes them, or altered to make each verdict and each bad input. Files
+the manifest lists are rehashed after a change unless the change itself is the point, so that each
+case reaches the check it is about.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,24 +23,56 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # also when pytest runs from another folder
     sys.path.insert(0, str(REPO))
 
-from iris_fpga import validation  # noqa: E402
-from iris_fpga.fileio import sha256_file  # noqa: E402
+from iris_fpga import contract, validation  # noqa: E402
+from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json, sha256_file  # noqa: E402
 
 SCRIPT = REPO / "utilities" / "validate_model.py"
 CLASSES = np.array(["setosa", "versicolor", "virginica"])
-HW_LATER = {"y_hw.npy", "y_hw.json", "previous"}  # on_target.py's, not the package step's
+N_SAMPLES, N_FEATURES = 30, 4
+BUILD_ID = "0123456789abcdef"
 
 
 # ------------------------------------------------------------------------------------ fixtures
-def _source_package(request, dest: Path) -> None:
-    built = request.getfixturevalue("built")
-    shutil.copytree(built.package_dir, dest, ignore=lambda d, names: HW_LATER & set(names))
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_package(dest: Path, seed: int = 0) -> Path:
+    """A package as the package step leaves it, for validation: data, C-sim and Keras outputs
+    (C-sim right on every sample, Keras close to it), scaler.json, and a manifest listing them."""
+    rng = np.random.default_rng(seed)
+    dest.mkdir(parents=True)
+    labels = rng.permutation(np.arange(N_SAMPLES) % len(CLASSES))
+    y_test = np.eye(len(CLASSES), dtype=np.float32)[labels]
+    logits = rng.normal(size=y_test.shape) + 4 * y_test
+    arrays = {
+        "X_test.npy": rng.normal(size=(N_SAMPLES, N_FEATURES)).astype(np.float32),
+        "y_test.npy": y_test,
+        "classes.npy": CLASSES,
+        "y_hls.npy": _softmax(logits),
+        "y_keras.npy": _softmax(logits + rng.normal(scale=0.1, size=logits.shape)),
+    }
+    for name, array in arrays.items():
+        atomic_save_npy(dest / name, array)
+    atomic_write_json(dest / "scaler.json", {"mean": [5.8, 3.0, 3.8, 1.2], "scale": [0.8, 0.4, 1.8, 0.8]})
+    listed = (*contract.DATA_FILES, *contract.CSIM_FILES)
+    atomic_write_json(dest / contract.MANIFEST, {
+        "build_id": BUILD_ID, "created": "2026-11-25T06:00:00+00:00", "settings": {"seed": seed},
+        "versions": {"numpy": np.__version__}, "files": {n: sha256_file(dest / n) for n in listed},
+    })
+    return dest
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return make_package(tmp_path_factory.mktemp("synthetic") / "package")
 
 
 @pytest.fixture
-def pkg(tmp_path, request) -> Path:
+def pkg(tmp_path, synthetic) -> Path:
     dest = tmp_path / "package"
-    _source_package(request, dest)
+    shutil.copytree(synthetic, dest)
     return dest
 
 
@@ -44,13 +80,21 @@ def _manifest(pkg: Path) -> dict:
     return json.loads((pkg / "manifest.json").read_text())
 
 
+def _rehash(pkg: Path, *names: str) -> None:
+    """Keep manifest.json's hashes of ``names`` (default: every listed regular file) in step."""
+    manifest = _manifest(pkg)
+    for name in names or list(manifest["files"]):
+        path = pkg / name
+        if path.is_file() and not path.is_symlink():
+            manifest["files"][name] = sha256_file(path)
+    atomic_write_json(pkg / "manifest.json", manifest)
+
+
 def _save(pkg: Path, name: str, array, rehash: bool = True) -> None:
     """Write an array as the pipeline would; keep manifest.json's hash in step if it lists it."""
     np.save(pkg / name, np.asarray(array), allow_pickle=False)
-    manifest = _manifest(pkg)
-    if rehash and name in manifest.get("files", {}):
-        manifest["files"][name] = sha256_file(pkg / name)
-        (pkg / "manifest.json").write_text(json.dumps(manifest))
+    if rehash and name in _manifest(pkg)["files"]:
+        _rehash(pkg, name)
 
 
 def _add_hw(pkg: Path, y_hw=None, mode: str = "emulation", build_id: str | None = None, **extra):
@@ -233,10 +277,19 @@ def _truncate(name, keep):
     def f(pkg):
         data = (pkg / name).read_bytes()
         (pkg / name).write_bytes(data[: keep if keep >= 0 else len(data) // 2])
+        _rehash(pkg, name)
     return f
 
 
-def _modify(name, fn, rehash=False):
+def _write(name, data: bytes):
+    """Replace a listed file's bytes, as a faulty step would (the manifest lists the new hash)."""
+    def f(pkg):
+        (pkg / name).write_bytes(data)
+        _rehash(pkg, name)
+    return f
+
+
+def _modify(name, fn, rehash=True):
     return lambda pkg: _save(pkg, name, fn(np.load(pkg / name)), rehash=rehash)
 
 
@@ -254,12 +307,14 @@ def _with_inf(a):
 
 def _object_array(pkg):
     np.save(pkg / "y_keras.npy", np.array([{"p": 1}] * 3, dtype=object), allow_pickle=True)
+    _rehash(pkg, "y_keras.npy")
 
 
 def _empty(pkg):
     for name in ("X_test.npy", "y_test.npy", "y_keras.npy", "y_hls.npy"):
         a = np.load(pkg / name)
         np.save(pkg / name, a[:0])
+    _rehash(pkg)
 
 
 def _hw(fn):
@@ -288,9 +343,9 @@ BAD_INPUT = {
     "y_hls extra column": (_modify("y_hls.npy", lambda a: np.hstack([a, a[:, :1]])),
                            ["y_hls.npy", "shape"]),
     "X_test 1-D": (_modify("X_test.npy", lambda a: a.ravel()), ["X_test.npy", "shape"]),
-    "classes count": (lambda pkg: _save(pkg, "classes.npy", CLASSES[:2], rehash=False),
+    "classes count": (lambda pkg: _save(pkg, "classes.npy", CLASSES[:2]),
                       ["classes.npy", "2 classes"]),
-    "classes numeric": (lambda pkg: _save(pkg, "classes.npy", np.arange(3), rehash=False),
+    "classes numeric": (lambda pkg: _save(pkg, "classes.npy", np.arange(3)),
                         ["classes.npy", "class names"]),
     "y_test not one-hot": (_modify("y_test.npy", lambda a: a * 0.5), ["not one-hot"]),
     "NaN in y_hls": (_modify("y_hls.npy", _with_nan), ["y_hls.npy", "NaN"]),
@@ -300,7 +355,7 @@ BAD_INPUT = {
     "truncated data": (_truncate("y_hls.npy", -1), ["y_hls.npy", "truncated"]),
     "truncated header": (_truncate("X_test.npy", 40), ["X_test.npy", "truncated"]),
     "empty file": (_truncate("y_keras.npy", 0), ["y_keras.npy", "not a .npy"]),
-    "text file": (lambda pkg: (pkg / "y_test.npy").write_text("1,0,0\n"),
+    "text file": (_write("y_test.npy", b"1,0,0\n"),
                   ["y_test.npy", "not a .npy"]),
     "object array": (_object_array, ["y_keras.npy", "object array"]),
     "empty test set": (_empty, ["empty test set"]),
@@ -309,7 +364,7 @@ BAD_INPUT = {
     "y_hw.json samples": (_hw(lambda pkg: _add_hw(pkg, samples=7)), ["7 samples"]),
     "manifest not JSON": (lambda pkg: (pkg / "manifest.json").write_text("[1, 2"),
                           ["manifest.json", "JSON"]),
-    "changed after package step": (_modify("y_keras.npy", lambda a: a[::-1].copy()),
+    "changed after package step": (_modify("y_keras.npy", lambda a: a[::-1].copy(), rehash=False),
                                    ["y_keras.npy", "changed after the package step"]),
 }
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import atomic_write_bytes
+from iris_fpga.fileio import atomic_write_bytes, printable
 from iris_fpga.validation.checks import Report
-from iris_fpga.validation.load import PackageData, _one_line
+from iris_fpga.validation.load import PackageData
 
 
 def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[Path]:
@@ -18,7 +18,7 @@ def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ToolError(f"cannot create plot folder {out}: {_one_line(exc)}") from None
+        raise ToolError(f"cannot create plot folder {out}: {printable(exc)}") from None
     try:
         import matplotlib
 
@@ -40,7 +40,7 @@ def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[
         try:
             atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
-            raise ToolError(f"cannot write {path}: {_one_line(exc)}") from None
+            raise ToolError(f"cannot write {path}: {printable(exc)}") from None
         written.append(path)
 
     fig, axes = plt.subplots(1, len(sources), figsize=(3.8 * len(sources), 3.6), squeeze=False)
