@@ -98,11 +98,15 @@ def read_untrusted(path: Path, max_bytes: int, code: ExitCode = ExitCode.USAGE) 
     except OSError as exc:
         what = "is a symbolic link: refused" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
         raise ToolError(f"{name} {what}", code) from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ToolError(f"{name} is not a regular file (a folder, FIFO or device): refused", code)
-        data = fh.read(max_bytes + 1)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ToolError(f"{name} cannot be read ({exc.strerror})", code) from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise ToolError(f"{name} is larger than {max_bytes} bytes, more than such a file of this tool holds",
                         code)
@@ -197,7 +201,7 @@ def parse_npy(data: bytes, name: str, *, kinds: str = NUMERIC_KINDS, what: str =
     if any(n < 0 for n in shape):
         raise ToolError(f"{name} header claims shape {shape}: a negative length", code)
     count = math.prod(shape)
-    if count > max_elements:
+    if count > max_elements or any(n > max_elements for n in shape):  # (0, 10**12) is no array either
         raise ToolError(f"{name} header claims shape {shape}, {count} values: more than the "
                         f"{max_elements} such a file of this tool may hold", code)
     size = count * dtype.itemsize
