@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line on stderr and exit 2, like every other error."""
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"error: {message} (see --help)", file=sys.stderr)
+        print(f"error: {printable(message)} (see --help)", file=sys.stderr)
         sys.exit(int(ExitCode.USAGE))
 
 

@@ -2,8 +2,8 @@
 the bounded loader, and every field validation uses checked for its type before it is used."""
 from __future__ import annotations
 
-import math
 import reprlib
+import sys
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -27,9 +27,14 @@ def _optional_text(value) -> bool:
     return value is None or isinstance(value, str)
 
 
+def _real(value) -> bool:
+    """A JSON number a float holds (a 4,000-digit integer parses, but would overflow in arithmetic)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and -sys.float_info.max <= value <= sys.float_info.max
+
+
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and value >= 0
+    return _real(value) and value >= 0
 
 
 def _count(value) -> bool:
@@ -41,8 +46,7 @@ def _timing(value) -> bool:
 
 
 def _finite_list(value) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    return isinstance(value, list) and all(_real(v) for v in value)
 
 
 HW_RECORD = (
