@@ -648,3 +648,12 @@ def test_validation_passes_on_the_session_build_emulated(request, tmp_path):
     assert "Verdict: PASS (exit 0)" in proc.stdout
     assert f"build {built.manifest['build_id']} matches manifest.json" in proc.stdout
     assert "from emulation" in proc.stdout and "PASS  hardware vs HLS C-sim probabilities: max |diff| 0," in proc.stdout
+
+
+def test_plots_with_hostile_class_names(pkg, tmp_path):
+    """A '$' would start matplotlib's math mode (an unbalanced one raises while rendering)."""
+    _save(pkg, "classes.npy", np.array(["$\\frac{$", "a\x1b[2J", "b$x$"]))
+    code, out, err = run_here(pkg, "--plot", tmp_path / "figs")
+    assert code == 0 and err == "", err
+    assert all((tmp_path / "figs" / name).read_bytes().startswith(b"\x89PNG")
+               for name in ("confusion.png", "probabilities.png"))
