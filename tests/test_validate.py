@@ -1,42 +1,83 @@
-"""utilities/validate_model.py: every verdict and every kind of unusable input, run as a subprocess.
+"""utilities/validate_model.py: every verdict and every kind of unusable input.
 
-The package under test is a copy of the session's real ``built`` package (training, C-simulation,
-package step). y_hw.npy / y_hw.json are crafted from y_hls.npy as on_target.py writes them, or
-altered to make each verdict and each bad input.
+The package under test is synthetic (``make_package``: tiny arrays, a manifest of the contract's
+fields written through fileio), so these tests need no training; one end-to-end test validates
+the session's real ``built`` package after an emulated run. y_hw.npy / y_hw.json are crafted from
+y_hls.npy as on_target.py writes them, or altered to make each verdict and each bad input. Files
+the manifest lists are rehashed after a change unless the change itself is the point, so that each
+case reaches the check it is about.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from numpy.lib import format as npy_format
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # also when pytest runs from another folder
     sys.path.insert(0, str(REPO))
 
-from iris_fpga import validation  # noqa: E402
-from iris_fpga.fileio import sha256_file  # noqa: E402
+from iris_fpga import contract, validation  # noqa: E402
+from iris_fpga.validation import records  # noqa: E402
+from iris_fpga.fileio import MAX_JSON_DEPTH, atomic_save_npy, atomic_write_bytes, atomic_write_json, sha256_file  # noqa: E402
 
 SCRIPT = REPO / "utilities" / "validate_model.py"
 CLASSES = np.array(["setosa", "versicolor", "virginica"])
-HW_LATER = {"y_hw.npy", "y_hw.json", "previous"}  # on_target.py's, not the package step's
+N_SAMPLES, N_FEATURES = 30, 4
+BUILD_ID = "0123456789abcdef"
 
 
 # ------------------------------------------------------------------------------------ fixtures
-def _source_package(request, dest: Path) -> None:
-    built = request.getfixturevalue("built")
-    shutil.copytree(built.package_dir, dest, ignore=lambda d, names: HW_LATER & set(names))
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_package(dest: Path, seed: int = 0) -> Path:
+    """A package as the package step leaves it, for validation: data, C-sim and Keras outputs
+    (C-sim right on every sample, Keras close to it), scaler.json, and a manifest listing them."""
+    rng = np.random.default_rng(seed)
+    dest.mkdir(parents=True)
+    labels = rng.permutation(np.arange(N_SAMPLES) % len(CLASSES))
+    y_test = np.eye(len(CLASSES), dtype=np.float32)[labels]
+    logits = rng.normal(size=y_test.shape) + 4 * y_test
+    arrays = {
+        "X_test.npy": rng.normal(size=(N_SAMPLES, N_FEATURES)).astype(np.float32),
+        "y_test.npy": y_test,
+        "classes.npy": CLASSES,
+        "y_hls.npy": _softmax(logits),
+        "y_keras.npy": _softmax(logits + rng.normal(scale=0.1, size=logits.shape)),
+    }
+    for name, array in arrays.items():
+        atomic_save_npy(dest / name, array)
+    atomic_write_json(dest / "scaler.json", {"mean": [5.8, 3.0, 3.8, 1.2], "scale": [0.8, 0.4, 1.8, 0.8]})
+    listed = (*contract.DATA_FILES, *contract.CSIM_FILES)
+    atomic_write_json(dest / contract.MANIFEST, {
+        "build_id": BUILD_ID, "created": "2026-11-25T06:00:00+00:00", "settings": {"seed": seed},
+        "versions": {"numpy": np.__version__}, "files": {n: sha256_file(dest / n) for n in listed},
+    })
+    return dest
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return make_package(tmp_path_factory.mktemp("synthetic") / "package")
 
 
 @pytest.fixture
-def pkg(tmp_path, request) -> Path:
+def pkg(tmp_path, synthetic) -> Path:
     dest = tmp_path / "package"
-    _source_package(request, dest)
+    shutil.copytree(synthetic, dest)
     return dest
 
 
@@ -44,13 +85,21 @@ def _manifest(pkg: Path) -> dict:
     return json.loads((pkg / "manifest.json").read_text())
 
 
+def _rehash(pkg: Path, *names: str) -> None:
+    """Keep manifest.json's hashes of ``names`` (default: every listed regular file) in step."""
+    manifest = _manifest(pkg)
+    for name in names or list(manifest["files"]):
+        path = pkg / name
+        if path.is_file() and not path.is_symlink():
+            manifest["files"][name] = sha256_file(path)
+    atomic_write_json(pkg / "manifest.json", manifest)
+
+
 def _save(pkg: Path, name: str, array, rehash: bool = True) -> None:
     """Write an array as the pipeline would; keep manifest.json's hash in step if it lists it."""
     np.save(pkg / name, np.asarray(array), allow_pickle=False)
-    manifest = _manifest(pkg)
-    if rehash and name in manifest.get("files", {}):
-        manifest["files"][name] = sha256_file(pkg / name)
-        (pkg / "manifest.json").write_text(json.dumps(manifest))
+    if rehash and name in _manifest(pkg)["files"]:
+        _rehash(pkg, name)
 
 
 def _add_hw(pkg: Path, y_hw=None, mode: str = "emulation", build_id: str | None = None, **extra):
@@ -233,10 +282,19 @@ def _truncate(name, keep):
     def f(pkg):
         data = (pkg / name).read_bytes()
         (pkg / name).write_bytes(data[: keep if keep >= 0 else len(data) // 2])
+        _rehash(pkg, name)
     return f
 
 
-def _modify(name, fn, rehash=False):
+def _write(name, data: bytes):
+    """Replace a listed file's bytes, as a faulty step would (the manifest lists the new hash)."""
+    def f(pkg):
+        (pkg / name).write_bytes(data)
+        _rehash(pkg, name)
+    return f
+
+
+def _modify(name, fn, rehash=True):
     return lambda pkg: _save(pkg, name, fn(np.load(pkg / name)), rehash=rehash)
 
 
@@ -254,12 +312,14 @@ def _with_inf(a):
 
 def _object_array(pkg):
     np.save(pkg / "y_keras.npy", np.array([{"p": 1}] * 3, dtype=object), allow_pickle=True)
+    _rehash(pkg, "y_keras.npy")
 
 
 def _empty(pkg):
     for name in ("X_test.npy", "y_test.npy", "y_keras.npy", "y_hls.npy"):
         a = np.load(pkg / name)
         np.save(pkg / name, a[:0])
+    _rehash(pkg)
 
 
 def _hw(fn):
@@ -288,9 +348,9 @@ BAD_INPUT = {
     "y_hls extra column": (_modify("y_hls.npy", lambda a: np.hstack([a, a[:, :1]])),
                            ["y_hls.npy", "shape"]),
     "X_test 1-D": (_modify("X_test.npy", lambda a: a.ravel()), ["X_test.npy", "shape"]),
-    "classes count": (lambda pkg: _save(pkg, "classes.npy", CLASSES[:2], rehash=False),
+    "classes count": (lambda pkg: _save(pkg, "classes.npy", CLASSES[:2]),
                       ["classes.npy", "2 classes"]),
-    "classes numeric": (lambda pkg: _save(pkg, "classes.npy", np.arange(3), rehash=False),
+    "classes numeric": (lambda pkg: _save(pkg, "classes.npy", np.arange(3)),
                         ["classes.npy", "class names"]),
     "y_test not one-hot": (_modify("y_test.npy", lambda a: a * 0.5), ["not one-hot"]),
     "NaN in y_hls": (_modify("y_hls.npy", _with_nan), ["y_hls.npy", "NaN"]),
@@ -300,7 +360,7 @@ BAD_INPUT = {
     "truncated data": (_truncate("y_hls.npy", -1), ["y_hls.npy", "truncated"]),
     "truncated header": (_truncate("X_test.npy", 40), ["X_test.npy", "truncated"]),
     "empty file": (_truncate("y_keras.npy", 0), ["y_keras.npy", "not a .npy"]),
-    "text file": (lambda pkg: (pkg / "y_test.npy").write_text("1,0,0\n"),
+    "text file": (_write("y_test.npy", b"1,0,0\n"),
                   ["y_test.npy", "not a .npy"]),
     "object array": (_object_array, ["y_keras.npy", "object array"]),
     "empty test set": (_empty, ["empty test set"]),
@@ -309,7 +369,7 @@ BAD_INPUT = {
     "y_hw.json samples": (_hw(lambda pkg: _add_hw(pkg, samples=7)), ["7 samples"]),
     "manifest not JSON": (lambda pkg: (pkg / "manifest.json").write_text("[1, 2"),
                           ["manifest.json", "JSON"]),
-    "changed after package step": (_modify("y_keras.npy", lambda a: a[::-1].copy()),
+    "changed after package step": (_modify("y_keras.npy", lambda a: a[::-1].copy(), rehash=False),
                                    ["y_keras.npy", "changed after the package step"]),
 }
 
@@ -361,3 +421,239 @@ def test_tie_is_reported_as_a_warning(pkg):
     report = validation.validate(data)
     assert any("tie" in w for w in report.data["warnings"])
     assert report.data["sources"]["csim"]["ties"] == [0]
+
+
+# ------------------------------------------------------------- hostile files (issue 14), in-process
+sys.path.insert(0, str(SCRIPT.parent))
+import validate_model  # noqa: E402
+
+
+def run_here(*args) -> tuple[int, str, str]:
+    """validate_model.main in this process: the same code as the script, without its start-up."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = validate_model.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE = "7" * 5000
+
+
+def _hw_raw(key: str, raw: str):
+    """y_hw.json with the value of ``key`` replaced by raw JSON text."""
+    def f(pkg):
+        _add_hw(pkg, **{key: "@@"})
+        path = pkg / "y_hw.json"
+        path.write_text(path.read_text().replace('"@@"', raw))
+    return f
+
+
+def _listed_json(name: str, text: str):
+    """``name`` written with ``text`` and listed in manifest.json, as a faulty step would."""
+    def f(pkg):
+        (pkg / name).write_text(text)
+        manifest = _manifest(pkg)
+        manifest["files"][name] = sha256_file(pkg / name)
+        atomic_write_json(pkg / "manifest.json", manifest)
+    return f
+
+
+def _npy_claiming(name: str, shape: tuple):
+    def f(pkg):
+        fh = io.BytesIO()
+        npy_format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        atomic_write_bytes(pkg / name, fh.getvalue() + bytes(24))
+        if name in _manifest(pkg)["files"]:
+            _rehash(pkg, name)
+    return f
+
+
+def _replace(name: str, how: str, tmp: Path | None = None):
+    """``name`` replaced by a link (inside, or outside to an identical copy), a FIFO or a folder."""
+    def f(pkg):
+        path = pkg / name
+        if how == "link outside":
+            outside = pkg.parent / ("outside-" + name)
+            shutil.copyfile(path, outside)  # same bytes, same sha256: only the link is wrong
+        path.unlink()
+        if how == "link inside":
+            path.symlink_to("y_hls.npy" if name != "y_hls.npy" else "y_keras.npy")
+        elif how == "link outside":
+            path.symlink_to(outside)
+        elif how == "fifo":
+            os.mkfifo(path)
+        else:
+            path.mkdir()
+    return f
+
+
+HOSTILE = {
+    ".npy header claims (1e11, 3)": (_npy_claiming("y_test.npy", (10**11, 3)), ["y_test.npy", "(100000000000, 3)"]),
+    "y_hw.npy header claims (1e11, 3)": (_hw(_npy_claiming("y_hw.npy", (10**11, 3))), ["y_hw.npy", "(100000000000, 3)"]),
+    "mode is a list": (_hw_raw("mode", "[]"), ["y_hw.json", "'mode'", "[]"]),
+    "date is a number": (_hw_raw("date", "5"), ["y_hw.json", "'date'"]),
+    "pynq version is an object": (_hw_raw("pynq_version", '{"v": 3}'), ["y_hw.json", "'pynq_version'"]),
+    "build id is null": (_hw_raw("build_id", "null"), ["y_hw.json", "'build_id'"]),
+    "latency is text": (_hw_raw("batch_latency_s", '{"median": "fast"}'), ["y_hw.json", "'batch_latency_s'"]),
+    "throughput is a list": (_hw_raw("throughput_sps", "[1, 2]"), ["y_hw.json", "'throughput_sps'"]),
+    "samples is true": (_hw_raw("samples", "true"), ["y_hw.json", "'samples'"]),
+    "latency overflows": (_hw_raw("batch_latency_s", '{"median": 1e999}'), ["y_hw.json", "out of range"]),
+    "deep y_hw.json": (_hw(lambda pkg: (pkg / "y_hw.json").write_text(DEEP)), ["y_hw.json", "nests deeper"]),
+    "deep manifest.json": (lambda pkg: (pkg / "manifest.json").write_text(DEEP), ["manifest.json", "JSON"]),
+    "deep scaler.json": (_listed_json("scaler.json", DEEP), ["scaler.json", "nests deeper"]),
+    "deep listed estimate": (_listed_json("hardware_estimate.json", DEEP), ["hardware_estimate.json", "nests deeper"]),
+    "5,000-digit number in y_hw.json": (_hw_raw("samples", HUGE), ["y_hw.json", "digits"]),
+    "5,000-digit number in manifest.json": (lambda pkg: (pkg / "manifest.json").write_text('{"created": ' + HUGE + "}"),
+                                            ["manifest.json", "JSON"]),
+    "5,000-digit number in scaler.json": (_listed_json("scaler.json", '{"mean": [' + HUGE + '], "scale": [1]}'),
+                                          ["scaler.json", "digits"]),
+    "scaler.json wrong length": (_listed_json("scaler.json", '{"mean": [1], "scale": [1]}'), ["scaler.json", "features"]),
+    "non-string headline": (_listed_json("hardware_estimate.json", '{"headline": 5}'),
+                            ["hardware_estimate.json", "'headline'"]),
+    "non-string what_was_estimated": (_listed_json("hardware_estimate.json", '{"headline": "x", "what_was_estimated": []}'),
+                                      ["hardware_estimate.json", "'what_was_estimated'"]),
+    "class names as y_test.npy": (lambda pkg: _save(pkg, "y_test.npy", CLASSES), ["y_test.npy", "not numeric"]),
+    "class indices as y_test.npy": (lambda pkg: _save(pkg, "y_test.npy", np.arange(N_SAMPLES) % 3),
+                                    ["y_test.npy", "shape"]),
+    "manifest files is a list": (lambda pkg: atomic_write_json(pkg / "manifest.json",
+                                                               {**_manifest(pkg), "files": list(_manifest(pkg)["files"])}),
+                                 ["manifest.json", "'files'"]),
+    "listed file is a link inside": (_replace("X_test.npy", "link inside"), ["X_test.npy", "symbolic link"]),
+    "listed file is a link outside": (_replace("y_keras.npy", "link outside"), ["y_keras.npy", "symbolic link"]),
+    "listed file is a FIFO": (_replace("y_hls.npy", "fifo"), ["y_hls.npy", "not a regular file"]),
+    "listed file is a folder": (_replace("classes.npy", "folder"), ["classes.npy", "not a regular file"]),
+    "y_hw.npy is a link": (_hw(_replace("y_hw.npy", "link inside")), ["y_hw.npy", "symbolic link"]),
+    "y_hw.json is a FIFO": (_hw(_replace("y_hw.json", "fifo")), ["y_hw.json", "not a regular file"]),
+    "control characters in an error": (_hw_raw("mode", json.dumps("\x1b[2J\nPASS")), ["'mode'", "\\x1b[2J\\nPASS"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_file_is_one_line_and_exit_2_with_nothing_written(pkg, tmp_path, case):
+    damage, words = HOSTILE[case]
+    damage(pkg)
+    figures = tmp_path / "figures"
+    for args in ([pkg], [pkg, "--json", "--plot", figures]):
+        code, out, err = run_here(*args)
+        assert code == 2, (case, out, err)
+        assert out == "" and not figures.exists()
+        assert err.endswith("\n") and err[:-1].isprintable() and err.startswith("error: "), err
+        for word in words:
+            assert word in err, (word, err)
+
+
+def test_strings_from_files_are_printed_escaped(pkg):
+    hostile = "\x1b[2J\x1b[32m"
+    _save(pkg, "classes.npy", np.array([f"setosa{hostile}", "versicolor\r  PASS  fake", "virginica\u202e"]))
+    y = np.load(pkg / "y_hls.npy")
+    y[0, [y[0].argmax(), y[0].argmin()]] = y[0, [y[0].argmin(), y[0].argmax()]]
+    _add_hw(pkg, y, mode="board", date=f"2026{hostile}\nPASS  everything", pynq_version="3\x07",
+            bitfile="hls4ml_nn.bit\x1b]0;title\x07")
+    (pkg / "hardware_estimate.json").write_text(json.dumps({"headline": "fits\n\nVerdict: PASS (exit 0)"}))
+    code, out, err = run_here(pkg)
+    assert code == 1 and err == ""
+    assert all(line.isprintable() for line in out.splitlines()) and "\r" not in out
+    assert [line for line in out.splitlines() if line.startswith("Verdict:")] == ["Verdict: FAIL (exit 1)"]
+    assert "fits\\n\\nVerdict: PASS (exit 0)" in out  # the headline's own lines, kept on one
+    assert "FAIL  hardware vs HLS C-sim classes" in out
+    assert "setosa\\x1b[2J\\x1b[32m" in out and "versicolor\\r  PASS  fake" in out and "virginica\\u202e" in out
+    assert "2026\\x1b[2J\\x1b[32m\\nPASS  everything" in out and "pynq 3\\x07" in out
+    assert not any(line.lstrip().startswith(("PASS  everything", "Verdict: PASS")) for line in out.splitlines())
+    code, out, err = run_here(pkg, "--json")
+    doc = json.loads(out)  # JSON escapes control characters itself; the strings stay as they were
+    assert code == 1 and doc["classes"][0] == f"setosa{hostile}" and out.isascii()
+
+
+# ------------------------------------------------------------- properties over y_hw (Hypothesis)
+@pytest.fixture(scope="module")
+def hw_pkg(synthetic, tmp_path_factory) -> Path:
+    """One package with y_hw.* for the properties; each example rewrites both files."""
+    dest = tmp_path_factory.mktemp("hw") / "package"
+    shutil.copytree(synthetic, dest)
+    _add_hw(dest, mode="board")
+    return dest
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8)
+raw_values = st.one_of(
+    json_values.map(json.dumps),  # includes NaN and Infinity, which JSON has not
+    st.integers(1, 300).map(lambda d: "[" * d + "]" * d),
+    st.integers(4000, 6000).map(lambda n: "9" * n),
+    st.integers(4000, 4300).map(lambda n: '{"median": ' + "9" * n + "}"),  # parses, but no float holds it
+)
+FIELDS = [f.name for f in records.HW_RECORD]
+
+
+def assert_outcome(code: int, out: str, err: str, json_mode: bool) -> None:
+    """2 with one printable error line and nothing on stdout, or a verdict with every line printable."""
+    if code == 2:
+        assert out == "" and err.startswith("error: y_hw.json") and err[:-1].isprintable(), err
+        return
+    assert code in (0, 1) and err == "", err
+    if json_mode:
+        assert json.loads(out)["exit_code"] == code
+    else:
+        assert all(line.isprintable() for line in out.splitlines())
+        assert out.rstrip().endswith(f"(exit {code})")
+
+
+@settings(max_examples=40, deadline=None)
+@given(field=st.sampled_from(FIELDS), raw=raw_values)
+def test_any_value_of_a_y_hw_field_is_a_verdict_or_one_line(hw_pkg, field, raw):
+    _hw_raw(field, raw)(hw_pkg)
+    results = [(run_here(hw_pkg, *extra), bool(extra)) for extra in ((), ("--json",))]
+    (code, _, _), _ = results[0]
+    for (c, out, err), json_mode in results:
+        assert c == code
+        assert_outcome(c, out, err, json_mode)
+    if field == "mode" and raw not in ('"board"', '"emulation"') or raw.startswith(("[" * MAX_JSON_DEPTH, "9" * 4301)):
+        assert code == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(descr=st.sampled_from(["<f4", "<f8", ">f8", "|b1", "<i8", "|O", "<U4", "<c8", [("p", "<f4")]]),
+       rows=st.sampled_from([0, 1, N_SAMPLES - 1, N_SAMPLES, 10**11]), cols=st.sampled_from([1, 3, 4]),
+       pad=st.integers(-8, 8))
+def test_any_y_hw_npy_header_is_a_verdict_or_one_line(hw_pkg, descr, rows, cols, pad):
+    dtype = npy_format.descr_to_dtype(descr)
+    fh = io.BytesIO()
+    npy_format.write_array_header_1_0(fh, {"descr": descr, "fortran_order": False, "shape": (rows, cols)})
+    size = rows * cols * dtype.itemsize if rows <= N_SAMPLES else 64
+    _add_hw(hw_pkg, mode="board")  # a valid record (another property may have left a broken one)
+    atomic_write_bytes(hw_pkg / "y_hw.npy", fh.getvalue() + np.full(max(0, size + pad), 0x3e, np.uint8).tobytes())
+    code, out, err = run_here(hw_pkg, "--json")
+    if code == 2:
+        assert out == "" and err.startswith("error: ") and "y_hw.npy" in err and err[:-1].isprintable(), err
+    else:  # only a plain numeric (N, 3) array with exactly its bytes gets this far
+        assert (dtype.kind, rows, cols, pad) in {(k, N_SAMPLES, 3, 0) for k in "biuf"}
+        assert code in (0, 1) and json.loads(out)["exit_code"] == code
+
+
+# ------------------------------------------------------------------ the real build, end to end
+def test_validation_passes_on_the_session_build_emulated(request, tmp_path):
+    """The session's real package, run by its own on_target.py --emulate, then validated."""
+    built = request.getfixturevalue("built")
+    pkg = tmp_path / "package"
+    shutil.copytree(built.package_dir, pkg, ignore=lambda d, names: {"y_hw.npy", "y_hw.json", "previous"} & set(names))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYNQ_")}
+    emulated = subprocess.run([sys.executable, "on_target.py", "--emulate"], cwd=pkg, env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert emulated.returncode == 0, emulated.stdout + emulated.stderr
+    proc = run(pkg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Verdict: PASS (exit 0)" in proc.stdout
+    assert f"build {built.manifest['build_id']} matches manifest.json" in proc.stdout
+    assert "from emulation" in proc.stdout and "PASS  hardware vs HLS C-sim probabilities: max |diff| 0," in proc.stdout
+
+
+def test_plots_with_hostile_class_names(pkg, tmp_path):
+    """A '$' would start matplotlib's math mode (an unbalanced one raises while rendering)."""
+    _save(pkg, "classes.npy", np.array(["$\\frac{$", "a\x1b[2J", "b$x$"]))
+    code, out, err = run_here(pkg, "--plot", tmp_path / "figs")
+    assert code == 0 and err == "", err
+    assert all((tmp_path / "figs" / name).read_bytes().startswith(b"\x89PNG")
+               for name in ("confusion.png", "probabilities.png"))

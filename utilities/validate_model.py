@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iris_fpga.errors import ExitCode, ToolError  # noqa: E402
+from iris_fpga.fileio import printable  # noqa: E402
 from iris_fpga import validation  # noqa: E402
 
 
@@ -27,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line on stderr and exit 2, like every other error."""
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"error: {message} (see --help)", file=sys.stderr)
+        print(f"error: {printable(message)} (see --help)", file=sys.stderr)
         sys.exit(int(ExitCode.USAGE))
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot is not None:
             report.plots = [str(p) for p in validation.write_plots(report, data, args.plot)]
     except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return int(exc.code)
     text = json.dumps(report.to_dict(), indent=2) if args.json else validation.format_report(report)
     try:

@@ -24,8 +24,13 @@ A class disagreement there is a warning.
 Unusable input raises :class:`~iris_fpga.errors.ToolError` with ``ExitCode.USAGE`` (exit 2) and a
 one-line message naming the file and the pipeline step that makes it.
 
-Modules: ``load`` (reading and checking the package folder), ``checks`` (the report and its
-verdict), ``text`` (the terminal report), ``plots`` (the ``--plot`` figures).
+Every file is read through the bounded loaders of :mod:`iris_fpga.fileio`, and the listed ones
+are checked against the manifest with :func:`iris_fpga.contract.verify` first (a link, FIFO or
+folder in their place is refused); strings from files are printed escaped.
+
+Modules: ``sources`` (the files and who makes them), ``records`` (the JSON files' fields),
+``load`` (reading and checking the package folder), ``checks`` (the report and its verdict),
+``text`` (the terminal report), ``plots`` (the ``--plot`` figures).
 """
 from iris_fpga.validation.checks import DEFAULT_TOLERANCE, Report, validate
 from iris_fpga.validation.load import PackageData, load_package

@@ -7,18 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import atomic_write_bytes
+from iris_fpga.fileio import atomic_write_bytes, printable
 from iris_fpga.validation.checks import Report
-from iris_fpga.validation.load import PackageData, _one_line
+from iris_fpga.validation.load import PackageData
 
 
 def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[Path]:
-    """Write confusion.png and probabilities.png into ``out_dir``; return their paths."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ToolError(f"cannot create plot folder {out}: {_one_line(exc)}") from None
+    """Write confusion.png and probabilities.png into ``out_dir``; return their paths.
+
+    Both figures are rendered before either is written, and each is written atomically.
+    """
     try:
         import matplotlib
 
@@ -26,25 +24,37 @@ def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[
         import matplotlib.pyplot as plt
     except ImportError:
         raise ToolError("--plot needs matplotlib: pip install matplotlib") from None
-
-    d = report.data
-    classes = d["classes"]
-    sources = d["sources"]
-    written = []
-
-    def save(fig, name: str) -> None:
+    figures = {"confusion.png": _confusion_figure(plt, report.data),
+               "probabilities.png": _probabilities_figure(plt, report.data, data)}
+    pngs = {}
+    for name, fig in figures.items():
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
         plt.close(fig)
-        path = out / name
+        pngs[name] = buf.getvalue()
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"cannot create plot folder {out}: {printable(exc)}") from None
+    for name, png in pngs.items():
         try:
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_write_bytes(out / name, png)
         except OSError as exc:
-            raise ToolError(f"cannot write {path}: {_one_line(exc)}") from None
-        written.append(path)
+            raise ToolError(f"cannot write {out / name}: {printable(exc)}") from None
+    return [out / name for name in pngs]
 
+
+def _labels(classes: list[str]) -> list[str]:
+    """Class names as figure text: escaped, and a ``$`` never starts matplotlib's math mode."""
+    return [printable(c).replace("$", r"\$") for c in classes]
+
+
+def _confusion_figure(plt, d: dict):
+    """One confusion matrix per source, side by side."""
+    classes, sources = _labels(d["classes"]), d["sources"]
     fig, axes = plt.subplots(1, len(sources), figsize=(3.8 * len(sources), 3.6), squeeze=False)
-    for ax, (key, s) in zip(axes[0], sources.items()):
+    for ax, s in zip(axes[0], sources.values()):
         cm = np.asarray(s["confusion"])
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
         for (i, j), v in np.ndenumerate(cm):
@@ -56,8 +66,12 @@ def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[
         ax.set_ylabel("true")
         ax.set_title(f"{s['label']}: {s['correct']}/{s['total']}")
     fig.tight_layout()
-    save(fig, "confusion.png")
+    return fig
 
+
+def _probabilities_figure(plt, d: dict, data: PackageData):
+    """Per class, every sample's probability from each source, with the true classes marked."""
+    classes, sources = _labels(d["classes"]), d["sources"]
     idx = np.arange(len(data.y_true))
     preds = {k: v for k, v in data.predictions.items() if k in sources}
     has_hw = "hardware" in preds
@@ -82,5 +96,4 @@ def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[
         title = "Per-sample probabilities, Keras vs C-sim (no y_hw.npy)"
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    save(fig, "probabilities.png")
-    return written
+    return fig
