@@ -23,6 +23,7 @@ from iris_fpga.cache import StepState, fingerprint
 from iris_fpga.config import RECIPES, BuildConfig
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_json, sha256_file
+from iris_fpga.hls import WEIGHTS_DIR_SOURCE
 from iris_fpga.packaging import check_package_dir, publish
 from iris_fpga.versions import compiler_version, package_versions
 
@@ -79,7 +80,7 @@ class BuildModel:
             c.subset("board", "reuse_factor", "default_precision", "exp_table_t", "inv_table_t"),
             v["hls4ml"],
         )
-        keys["csim"] = fingerprint("csim", keys["convert"], compiler_version(), c.rtl_random_samples)
+        keys["csim"] = fingerprint("csim", keys["convert"], compiler_version(), c.rtl_random_samples, WEIGHTS_DIR_SOURCE)
         keys["rtl"] = fingerprint("rtl", keys["csim"], c.latency_cutoff, package_versions(RTL_TOOLS))  # board: via convert
         keys["bitstream"] = fingerprint("bitstream", keys["convert"])
         return keys

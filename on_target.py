@@ -21,11 +21,15 @@ its pitfalls:
   after which the DMA channels are stopped and the run fails.
 
 --emulate puts package/emulation/ on sys.path: a stand-in pynq whose accelerator is hls4ml's
-compiled C-simulation. It needs no bitstream (then y_hw.json says "bitfile": null), and
-everything it prints and records is labelled as emulation.
+compiled C-simulation, with the package's own copy of the weights. It needs no bitstream (then
+y_hw.json says "bitfile": null), and everything it prints and records is labelled as emulation.
+Its library is compiled for the workstation (x86-64): on another machine (a board) --emulate
+refuses (code 2). Its deadlines fit its own pace (EMULATED_SECONDS_PER_SAMPLE), and a transfer
+slower than the board's deadline is reported as slow, not as a fault.
 
 Order of checks: options, input, manifest, bitstream (a missing hls4ml_nn.bit without --emulate
-is an input error, code 2, and says to use --emulate), then pynq, root, driver, overlay, DMA
+is an input error, code 2, and says to use --emulate), with --emulate the library's machine
+(code 2), then pynq, root, driver, overlay, DMA
 (code 4). On a workstation without pynq, a run with a bitstream present exits 4.
 """
 from __future__ import annotations
@@ -71,6 +75,13 @@ OUT_ROW_BYTES = N_OUTPUTS * FLOAT32_BYTES
 DMA_TRANSFER_LIMIT = (1 << 26) - 1  # bytes per transfer: c_sg_length_width 26 in hls4ml's design
 DEFAULT_TIMEOUT_S = 10.0
 SECONDS_PER_SAMPLE = 50e-6  # added to the deadline per sample in a transfer (10x the IP's pace)
+# The emulated board's deadline: the C-simulation takes about 40 us per sample on the workstation
+# (this project's machine, 2 cores), so a board's 50 us would fail a large input on a busy computer.
+EMULATED_SECONDS_PER_SAMPLE = 2e-3
+# ELF e_machine of the emulation's library, by platform.machine() of the computers that can load it.
+ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40, "armv6l": 40,
+                "i386": 3, "i686": 3}
+ELF_NAMES = {62: "x86-64", 183: "64-bit ARM", 40: "32-bit ARM", 3: "x86 (32-bit)"}
 BIT_HEADER = b"\x00\x09\x0f\xf0\x0f\xf0\x0f\xf0\x0f\xf0\x00\x00\x01"  # every Xilinx .bit starts so
 PYNQ_Z2_PART = "7z020"
 
@@ -135,8 +146,8 @@ def parse_args(argv):
     parser.add_argument("--dma-limit", type=_positive_int, default=DMA_TRANSFER_LIMIT, metavar="BYTES",
                         help="largest DMA transfer in bytes; larger inputs are split (default 2**26-1)")
     parser.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help="deadline for each DMA transfer, plus {:g} s per sample in it (default %(default)s)".format(
-                            SECONDS_PER_SAMPLE))
+                        help="deadline for each DMA transfer, plus {:g} s per sample in it ({:g} s with --emulate) "
+                             "(default %(default)s)".format(SECONDS_PER_SAMPLE, EMULATED_SECONDS_PER_SAMPLE))
     args = parser.parse_args(argv)
     if args.dma_limit < IN_ROW_BYTES:
         raise TargetError("--dma-limit {} is smaller than one sample ({} bytes)".format(args.dma_limit, IN_ROW_BYTES))
@@ -338,6 +349,27 @@ def import_pynq(emulate):
     return pynq
 
 
+def _elf_machine(path):
+    """The e_machine field of an ELF file's header, or None if ``path`` is not an ELF file."""
+    with open(str(path), "rb") as fh:
+        header = fh.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF" or header[5] not in (1, 2):
+        return None
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def check_emulation_runs_here(folder):
+    """The emulation's library is compiled for the workstation (x86-64): refuse any other machine."""
+    host = platform.machine()
+    for library in sorted(folder.glob("*.so")):
+        machine = _elf_machine(library)
+        if machine is not None and ELF_MACHINES.get(host.lower()) != machine:
+            raise TargetError("--emulate runs the C-simulation library {}/{}, compiled for {}, which this {} machine "
+                              "cannot load: on a PYNQ board run sudo python3 on_target.py (no --emulate)".format(
+                                  EMULATION_DIR, library.name, ELF_NAMES.get(machine, "machine {}".format(machine)),
+                                  host or "unknown"))
+
+
 def check_root():
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         raise TargetError("not root: loading an overlay needs root on the board (run: sudo python3 on_target.py)",
@@ -390,12 +422,15 @@ class Deadline:
 class Accelerator:
     """The driver's overlay, fed in transfers the DMA can take, with results copied out."""
 
-    def __init__(self, np, overlay, allocate, dma_limit, timeout, where):
+    def __init__(self, np, overlay, allocate, dma_limit, timeout, where, emulated=False, say=None):
         self.np = np
         self.overlay = overlay
         self.allocate = allocate
         self.timeout = timeout
         self.where = where
+        self.emulated = emulated
+        self.say = say
+        self.slow = []  # emulation: transfers that took longer than the board's deadline for them
         self.limit = min([dma_limit] + self._dma_limits())
         self.rows = min(self.limit // IN_ROW_BYTES, self.limit // OUT_ROW_BYTES)
         if self.rows < 1:
@@ -437,19 +472,27 @@ class Accelerator:
             chunk = x[start:start + self.rows]
             rows = chunk.shape[0]
             what = "the DMA transfer of samples {}..{}".format(start, start + rows - 1)
+            deadline = self.deadline(rows)
             try:
                 self._use_buffers(rows)
-                with Deadline(self.timeout + SECONDS_PER_SAMPLE * rows):
+                began = time.perf_counter()
+                with Deadline(deadline):
                     out = self.overlay.predict(chunk)
+                self._note_if_slow(what, rows, time.perf_counter() - began)
                 if getattr(out, "shape", None) != (rows, N_OUTPUTS):
                     raise TargetError("{}: {} returned shape {}, expected {}".format(
                         self.where, what, getattr(out, "shape", None), (rows, N_OUTPUTS)), EXIT_BOARD)
                 y[start:start + rows] = out  # a copy: the driver returns its live DMA buffer
             except DeadlineExceeded:
                 stopped = self.stop_dma()
+                if self.emulated:
+                    raise TargetError("{}: the C-simulation of {} did not finish within {:g} s (--timeout plus {:g} s "
+                                      "per sample, the emulation's own pace; {}): this computer is slow or busy, not a "
+                                      "board fault; raise --timeout or send fewer samples".format(
+                                          self.where, what, deadline, EMULATED_SECONDS_PER_SAMPLE, stopped),
+                                      EXIT_BOARD) from None
                 raise TargetError("{}: {} did not complete within {:g} s ({}); reload the overlay by running "
-                                  "again".format(self.where, what, self.timeout + SECONDS_PER_SAMPLE * rows,
-                                                 stopped), EXIT_BOARD) from None
+                                  "again".format(self.where, what, deadline, stopped), EXIT_BOARD) from None
             except TargetError:
                 self.stop_dma()
                 raise
@@ -458,6 +501,21 @@ class Accelerator:
                 raise TargetError("{}: {} failed: {}".format(self.where, what, _first_line(exc)),
                                   EXIT_BOARD) from None
         return y
+
+    def deadline(self, rows):
+        """Seconds a transfer of ``rows`` samples may take: the board's pace, or the emulation's own."""
+        return self.timeout + (EMULATED_SECONDS_PER_SAMPLE if self.emulated else SECONDS_PER_SAMPLE) * rows
+
+    def _note_if_slow(self, what, rows, seconds):
+        """Emulation: a transfer beyond the board's deadline is slow, not broken; say so once, record all."""
+        board_deadline = self.timeout + SECONDS_PER_SAMPLE * rows
+        if not self.emulated or seconds <= board_deadline:
+            return
+        if not self.slow:
+            self.say("{} took {:.3f} s, longer than the board's deadline for it ({:g} s): the C-simulation on this "
+                     "computer is slower than the FPGA; that is not a fault, the run goes on".format(
+                         what, seconds, board_deadline))
+        self.slow.append({"samples": rows, "seconds": round(seconds, 6), "board_deadline_s": board_deadline})
 
     def stop_dma(self):
         """Stop both DMA channels so that nothing stays hung; says what happened."""
@@ -521,6 +579,8 @@ def run(argv):
         emulation = PACKAGE_DIR / EMULATION_DIR
         check_against_manifest(manifest, sorted(p for p in emulation.rglob("*") if p.is_file()))
 
+    if emulate:
+        check_emulation_runs_here(PACKAGE_DIR / EMULATION_DIR)
     pynq = import_pynq(emulate)
     if not emulate:
         check_root()
@@ -548,7 +608,7 @@ def run(argv):
     if not emulate:
         say("overlay {} loaded".format(used_bitfile))
 
-    accelerator = Accelerator(np, overlay, pynq.allocate, args.dma_limit, args.timeout, where)
+    accelerator = Accelerator(np, overlay, pynq.allocate, args.dma_limit, args.timeout, where, emulate, say)
     latencies = []
     y = None
     for attempt in range(args.repeat):
@@ -594,6 +654,7 @@ def run(argv):
             "stand_in": getattr(pynq, "__version__", None),
             "note": "no FPGA: outputs computed by hls4ml's C-simulation library through a stand-in pynq; "
                     "timings are of this computer, not of the FPGA",
+            "transfers_slower_than_board_deadline": accelerator.slow,
         }
         if used_bitfile is None:
             record["emulation"]["bitfile"] = "none: emulation needs no bitstream"

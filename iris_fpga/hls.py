@@ -88,14 +88,55 @@ def compile_model(hls_model) -> Path:
     try:
         with keras_is_tf_keras():
             hls_model.write()
+        _read_weights_beside_library(output_dir)
         _parallelize_build_script(output_dir / "build_lib.sh")
         hls_model._compile()  # compile() without its second write(), which would undo the change above
+    except ToolError:
+        raise
     except Exception as exc:  # hls4ml raises a bare Exception when build_lib.sh fails
         raise ToolError(
             f"compiling the C-simulation failed ({exc}); check that g++ is installed and see the output above",
             ExitCode.EXTERNAL_TOOL,
         ) from None
     return newest_library(Path(hls_model.config.get_output_dir()))
+
+
+WEIGHTS_DIR_HEADER = "iris_weights_dir.h"
+# Replaces build_lib.sh's ``-D WEIGHTS_DIR="<absolute path into the project>"``: nnet_helpers.h
+# opens std::string(WEIGHTS_DIR) + "/" + name, so this makes it the weights/ folder beside the
+# loaded library (dladdr), wherever that library has been copied.
+WEIGHTS_DIR_SOURCE = """\
+// Written by iris_fpga.hls: the weights are read from weights/ beside this library, not from the project.
+#ifndef IRIS_WEIGHTS_DIR_H_
+#define IRIS_WEIGHTS_DIR_H_
+#include <dlfcn.h>
+#include <string>
+static std::string iris_weights_dir() {
+    Dl_info info;
+    std::string library = dladdr((void *)&iris_weights_dir, &info) && info.dli_fname ? info.dli_fname : "";
+    return library.substr(0, library.rfind('/') + 1) + "weights";
+}
+#define WEIGHTS_DIR iris_weights_dir()
+#endif
+"""
+_ABSOLUTE_WEIGHTS_DIR = '-D WEIGHTS_DIR="${WEIGHTS_DIR}"'
+
+
+def _read_weights_beside_library(output_dir: Path) -> None:
+    """Make the C-simulation library read its weights from ``weights/`` beside itself.
+
+    hls4ml compiles an absolute path into the library (``WEIGHTS_DIR`` in build_lib.sh), so a copy
+    of it reads the project's current weights, or fails once the project is gone. With the weights
+    folder relative to the library, ``package/emulation/`` (library + weights/) is self-contained.
+    Compiling the weights in instead (``WriteWeightsTxt: False``) measured twice the compile time.
+    """
+    script = output_dir / "build_lib.sh"
+    text = script.read_text()
+    if _ABSOLUTE_WEIGHTS_DIR not in text:
+        raise ToolError(f"{script} does not define WEIGHTS_DIR as hls4ml 1.3 does: unsupported hls4ml version",
+                        ExitCode.EXTERNAL_TOOL)
+    (output_dir / "firmware" / WEIGHTS_DIR_HEADER).write_text(WEIGHTS_DIR_SOURCE)
+    script.write_text(text.replace(_ABSOLUTE_WEIGHTS_DIR, f"-include firmware/{WEIGHTS_DIR_HEADER}"))
 
 
 def _parallelize_build_script(script: Path) -> None:

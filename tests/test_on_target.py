@@ -503,7 +503,7 @@ def test_overlay_checks_bitstream_and_hwh_as_pynq(package):
 def test_stage_writes_the_newest_library_under_a_fixed_name(tmp_path, source):
     project = tmp_path / "prj"
     shutil.copytree(source.output_dir / "firmware", project / "firmware",
-                    ignore=shutil.ignore_patterns("ap_types", "nnet_utils", "weights"))
+                    ignore=shutil.ignore_patterns("ap_types", "nnet_utils"))
     libraries = sorted((project / "firmware").glob("myproject-*.so"))
     newest = libraries[0]
     older = project / "firmware" / "myproject-00000000.so"
@@ -517,8 +517,9 @@ def test_stage_writes_the_newest_library_under_a_fixed_name(tmp_path, source):
     written = stage(pkg, project)
 
     assert find_csim_library(project) == newest
-    assert sorted(p.relative_to(pkg).as_posix() for p in written) == [
-        "emulation/accelerator.json", f"emulation/{LIBRARY_NAME}", "emulation/pynq/__init__.py"]
+    weights = sorted(f"emulation/weights/{p.name}" for p in (project / "firmware" / "weights").glob("*.txt"))
+    assert weights and sorted(p.relative_to(pkg).as_posix() for p in written) == sorted([
+        "emulation/accelerator.json", f"emulation/{LIBRARY_NAME}", "emulation/pynq/__init__.py", *weights])
     assert sorted(p for p in (pkg / "emulation").rglob("*") if p.is_file()) == sorted(written)
     assert (pkg / "emulation" / LIBRARY_NAME).read_bytes() == newest.read_bytes()
     record = json.loads((pkg / "emulation" / "accelerator.json").read_text())

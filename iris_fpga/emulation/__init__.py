@@ -4,11 +4,15 @@
 - ``pynq/__init__.py``: the stand-in for the ``pynq`` package (source: ``iris_fpga/emulation/pynq``);
 - ``myproject_csim.so``: hls4ml's compiled C-simulation library (the newest
   ``firmware/myproject-*.so`` of the hls4ml project), under a fixed name;
+- ``weights/*.txt``: the weights that library reads at its first call, from ``weights/`` beside
+  itself (``iris_fpga.hls`` compiles it so): copies, so a rebuilt project never changes what an
+  older package computes, and the manifest's checksums cover them;
 - ``accelerator.json``: the library's name and entry point and the IP's layer widths, read from
   the generated ``firmware/myproject_axi.h`` (the stand-in cannot learn them from the library).
 
 The folder is named so that it can never shadow a real ``pynq``: only ``--emulate`` puts it on
-``sys.path``.
+``sys.path``. Nothing in it points outside the package: a library that still carries the
+project's path (built before the weights moved beside it) is refused.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 EMULATION_DIR = "emulation"
 LIBRARY_NAME = "myproject_csim.so"
 ACCELERATOR_JSON = "accelerator.json"
+WEIGHTS_DIR = "weights"  # beside the library, where it reads them (iris_fpga.hls.WEIGHTS_DIR_SOURCE)
+ABSOLUTE_WEIGHTS_MARK = b"/firmware/weights"  # the end of the path hls4ml's build_lib.sh compiles in
 STANDIN_SOURCE = Path(__file__).resolve().parent / "pynq" / "__init__.py"
 
 
@@ -56,16 +62,32 @@ def read_layer_widths(hls_output_dir: Path, project_name: str = "myproject") -> 
     return widths["N_IN"], widths["N_OUT"]
 
 
+def read_weights(hls_output_dir: Path, library: Path) -> dict[str, bytes]:
+    """The weight files the library reads ({name: contents}); refuses a library that reads the project's."""
+    if ABSOLUTE_WEIGHTS_MARK in library.read_bytes():
+        raise ToolError(
+            f"{library} reads its weights from {hls_output_dir} (an absolute path compiled in by an older build): "
+            "re-run the csim step (python BuildModel.py --from csim)",
+            ExitCode.USAGE,
+        )
+    weights = sorted((library.parent / WEIGHTS_DIR).glob("*.txt"))
+    if not weights:
+        raise ToolError(f"no weights (*.txt) in {library.parent / WEIGHTS_DIR}: run the csim step first", ExitCode.USAGE)
+    return {path.name: path.read_bytes() for path in weights}
+
+
 def stage(package_dir: Path, hls_output_dir: Path) -> list[Path]:
     """Write ``package_dir/emulation/`` (replacing an old one) and return the files written."""
     package_dir = Path(package_dir)
     hls_output_dir = Path(hls_output_dir)
     library = find_csim_library(hls_output_dir)
+    weights = read_weights(hls_output_dir, library)
     n_in, n_out = read_layer_widths(hls_output_dir)
     target = package_dir / EMULATION_DIR
     if target.exists():
         shutil.rmtree(target)  # no stale library or module from an older build
     (target / "pynq").mkdir(parents=True)
+    (target / WEIGHTS_DIR).mkdir()
 
     written = []
     standin = target / "pynq" / "__init__.py"
@@ -75,6 +97,9 @@ def stage(package_dir: Path, hls_output_dir: Path) -> list[Path]:
     atomic_write_bytes(copied, library.read_bytes())
     copied.chmod(0o755)
     written.append(copied)
+    for name, data in weights.items():
+        atomic_write_bytes(target / WEIGHTS_DIR / name, data)
+        written.append(target / WEIGHTS_DIR / name)
     record = target / ACCELERATOR_JSON
     atomic_write_json(record, {
         "library": LIBRARY_NAME,
@@ -83,7 +108,9 @@ def stage(package_dir: Path, hls_output_dir: Path) -> list[Path]:
         "n_out": n_out,
         "source": library.relative_to(hls_output_dir).as_posix(),
         "sha256": sha256_file(copied),
-        "note": "HLS C-simulation of the accelerator, used only by on_target.py --emulate",
+        "weights": [f"{WEIGHTS_DIR}/{name}" for name in weights],
+        "note": "HLS C-simulation of the accelerator, used only by on_target.py --emulate; it reads the "
+                "weights listed here from weights/ beside itself at its first call",
     })
     written.append(record)
     log.info("          emulated board: %s (C-simulation library %s, %d in / %d out)", "emulation/", library.name, n_in, n_out)

@@ -7,6 +7,9 @@ accelerator's stream is computed by the HLS C-simulation library that hls4ml com
 (``myproject_float(float*, float*)`` through ctypes, one sample at a time; no TensorFlow or
 hls4ml at run time).
 
+The library reads its weights from ``weights/`` beside itself (listed in ``accelerator.json``) at its
+first call: the package's own copies, so nothing outside the package is read.
+
 It models the board's failure modes instead of hiding them, so code that would hang or return
 garbage on the board fails here too:
 - a send whose size is not a whole number of input samples (the IP would wait for the rest of
@@ -142,10 +145,15 @@ class _Accelerator:
             self.n_out = int(config["n_out"])
             library = emulation_dir / config["library"]
             function = config.get("function", "myproject_float")
+            weights = [emulation_dir / name for name in config["weights"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RuntimeError(
                 "emulated board: cannot read {} ({}); re-run the package step".format(config_path, exc)
             ) from None
+        missing = [str(path) for path in weights if not path.is_file()]
+        if missing:  # the library would print an error and end the whole process at its first call
+            raise RuntimeError("emulated board: weights file {} is missing: copy the whole package folder "
+                               "again".format(missing[0]))
         try:
             self._lib = ctypes.CDLL(str(library))
             self._function = getattr(self._lib, function)
