@@ -31,7 +31,7 @@ from scp import SCPClient, SCPException
 
 from iris_fpga import contract, ssh
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import atomic_write_bytes
+from iris_fpga.fileio import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,7 @@ def deploy(package_dir: Path, target: DeployTarget) -> None:
         if target.run:
             root = _privilege(conn, uid)
             _check_remote_python(conn, target, root)
-        identity = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
-        with _Lock(conn, target, remote):
+        with _Lock(conn, target, remote):  # the lock file goes with the lock, so a refusal leaves nothing
             identity = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
             t = time.monotonic()
             _begin(conn, target, remote, package)
@@ -248,7 +247,7 @@ def _load_package(package_dir: Path, target: DeployTarget) -> _Package:
     if target.run and not target.emulate and contract.BITSTREAM_FILES[0] not in files:
         raise ToolError(f"{package_dir} has no bitstream ({contract.BITSTREAM_FILES[0]}): use --emulate, "
                         "or build it with Vivado", ExitCode.USAGE)
-    files[contract.MANIFEST] = contract.sha256_file(package_dir / contract.MANIFEST)
+    files[contract.MANIFEST] = sha256_file(package_dir / contract.MANIFEST)
     size = sum((package_dir / rel).lstat().st_size for rel in files)
     return _Package(package_dir, manifest["build_id"], files, size)
 
