@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga import data as iris_data
+from iris_fpga import deploy
 from iris_fpga.cache import StepState, fingerprint
 from iris_fpga.config import RECIPES, BuildConfig
 from iris_fpga.errors import ExitCode, ToolError
@@ -31,6 +32,8 @@ log = logging.getLogger("BuildModel")
 
 REPO = Path(__file__).resolve().parent
 STEPS = ("data", "train", "convert", "csim", "rtl", "bitstream", "package", "deploy")
+# Steps that read only package/ (its manifest and checksums), so --from them needs no pipeline state.
+NO_UPSTREAM = ("deploy",)
 # Files of the staging folder that the board gets, by the step that makes them.
 PACKAGE_DATA = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
 CSIM_FILES = ("y_keras.npy", "y_hls.npy")
@@ -42,7 +45,8 @@ class BuildModel:
 
     def __init__(self, config: BuildConfig, deploy_options: argparse.Namespace | None = None):
         self.config = config
-        self.deploy_options = deploy_options
+        self.deploy_target = (deploy.DeployTarget.from_options(deploy_options)
+                              if deploy_options is not None and deploy_options.host else None)
         self.output_dir = Path(config.output_dir).resolve()
         self.package_dir = Path(config.package_dir).resolve()
         self.work = self.output_dir / "pipeline"
@@ -60,7 +64,7 @@ class BuildModel:
         """None when ``step`` takes part in this run, else the reason it does not."""
         if step == "rtl" and not self.config.rtl:
             return "not asked for (add --rtl)"
-        if step == "deploy" and not (self.deploy_options and self.deploy_options.host):
+        if step == "deploy" and self.deploy_target is None:
             return "no board named (add --host)"
         return None
 
@@ -94,7 +98,7 @@ class BuildModel:
             raise ToolError(f"--from {start} --to {stop} runs no step ({reasons})")
         self.prepare(names)
         keys = self.keys()
-        for name in STEPS[: STEPS.index(start)]:
+        for name in STEPS[: STEPS.index(start)] if start not in NO_UPSTREAM else ():
             if name in keys and self.enabled(name) is None and name != "bitstream":
                 self.require(name, keys[name], start)
         for i, name in enumerate(active, 1):
@@ -269,9 +273,7 @@ class BuildModel:
         return {"build_id": manifest["build_id"], "bitstream_built": manifest["bitstream_built"]}, None
 
     def step_deploy(self):
-        from iris_fpga import deploy
-
-        deploy.deploy(self.package_dir, self.deploy_options)
+        deploy.deploy(self.package_dir, self.deploy_target)
         return {}, None
 
     # -- shared inputs, loaded when a step needs them -----------------------------------------

@@ -39,6 +39,7 @@ EMULATION_DIR = "emulation"
 # Fields that make a manifest one this tool wrote (a stranger's manifest.json lacks them).
 MANIFEST_FIELDS = {"build_id": str, "created": str, "settings": dict, "versions": dict, "files": dict}
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_ENTRIES = 10000  # a package folder holds far fewer; more means it is not one
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,28 @@ def read_manifest(package_dir: Path, code: ExitCode = ExitCode.USAGE) -> dict | 
     if info.st_size > MAX_MANIFEST_BYTES:
         raise ToolError(f"{path} is {info.st_size} bytes, more than a manifest of this tool can be", code)
     try:
-        manifest = json.loads(path.read_bytes())
-    except (ValueError, RecursionError, OSError):
-        raise ToolError(f"{path} is not valid JSON: delete the package folder and rebuild", code) from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ToolError(f"{path}: {exc.strerror}", code) from None
+    return parse_manifest(data, str(path), code)
+
+
+def parse_manifest(data: bytes, where: str, code: ExitCode = ExitCode.USAGE) -> dict:
+    """The manifest in ``data`` (read from ``where``) if this tool wrote it; else ToolError(code)."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ToolError(f"{where} is {len(data)} bytes, more than a manifest of this tool can be", code)
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ToolError(f"{where} is not valid JSON: not a manifest of this tool", code) from None
     wrong = [k for k, kind in MANIFEST_FIELDS.items() if not isinstance(manifest, dict)
              or not isinstance(manifest.get(k), kind)]
     if wrong:
-        raise ToolError(f"{path} is not a manifest of this tool (field {wrong[0]!r} missing or of the wrong type)",
+        raise ToolError(f"{where} is not a manifest of this tool (field {wrong[0]!r} missing or of the wrong type)",
                         code)
     bad = [n for n, digest in manifest["files"].items() if not plain_relative(n) or not isinstance(digest, str)]
     if bad:
-        raise ToolError(f"{path}: file entry {bad[0]!r} is not a plain relative path with a sha256", code)
+        raise ToolError(f"{where}: file entry {bad[0]!r} is not a plain relative path with a sha256", code)
     return manifest
 
 
@@ -130,23 +142,51 @@ def _not_regular(path: Path) -> str | None:
 
 def strangers(package_dir: Path, manifest: dict) -> list[str]:
     """Entries of ``package_dir`` that are neither listed, the manifest, nor allowed extras."""
-    package_dir = Path(package_dir)
+    return unlisted(list_folder(package_dir), manifest)
+
+
+def list_folder(folder: Path, limit: int = MAX_ENTRIES) -> list[tuple[str, str]]:
+    """Entries below ``folder`` as (relative POSIX path, kind), links not followed; kind is ``dir``,
+    ``file``, ``link`` or ``other`` (FIFO, socket, device). The allowed extra folders are not
+    entered; past ``limit`` entries the listing ends with one ``other`` entry saying so."""
+    folder = Path(folder)
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        rel_root = Path(root).relative_to(folder)
+        for name in dirs + files:
+            mode = (Path(root) / name).lstat().st_mode
+            kind = ("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode)
+                    else "link" if stat.S_ISLNK(mode) else "other")
+            entries.append(((rel_root / name).as_posix(), kind))
+            if len(entries) >= limit:
+                return entries + [(f"(more than {limit} entries)", "other")]
+        if rel_root == Path("."):
+            dirs[:] = [d for d in dirs if d not in EXTRA_DIRS]
+    return entries
+
+
+def unlisted(entries, manifest: dict) -> list[str]:
+    """Of ``entries`` ((relative POSIX path, kind) pairs as ``list_folder`` gives, from this
+    machine or from a board), those that make a folder not only a package of this tool: anything
+    neither listed, the manifest, nor an allowed extra, and every link, FIFO or device (this tool
+    makes none). A folder in the way is named once, with a trailing ``/``; what is inside an
+    allowed extra folder is not inspected."""
     listed = set(manifest["files"])
     listed_dirs = {p.as_posix() for name in listed for p in PurePosixPath(name).parents if str(p) != "."}
-    found = []
-    for root, dirs, files in os.walk(package_dir):
-        rel_root = Path(root).relative_to(package_dir)
-        for d in list(dirs):
-            rel = (rel_root / d).as_posix()
-            if rel in EXTRA_DIRS or rel_root == Path(".") and d in EXTRA_DIRS:
-                dirs.remove(d)  # allowed extras are not inspected
-            elif rel not in listed_dirs or (package_dir / rel).is_symlink():
-                found.append(rel + "/")
-                dirs.remove(d)
-        for f in files:
-            rel = (rel_root / f).as_posix()
-            if rel not in listed and rel != MANIFEST and not (rel_root == Path(".") and f in EXTRA_FILES):
-                found.append(rel)
+    found = set()
+    for rel, kind in entries:
+        parts = PurePosixPath(rel).parts
+        if parts[0] in EXTRA_DIRS and (len(parts) > 1 or kind == "dir"):
+            continue
+        stray = next((i for i in range(1, len(parts)) if "/".join(parts[:i]) not in listed_dirs), None)
+        if stray is not None:  # inside a folder that is itself in the way
+            found.add("/".join(parts[:stray]) + "/")
+        elif kind == "dir":
+            if rel not in listed_dirs:
+                found.add(rel + "/")
+        elif kind != "file" or (rel not in listed and rel != MANIFEST
+                                and not (len(parts) == 1 and rel in EXTRA_FILES)):
+            found.add(rel)
     return sorted(found)
 
 

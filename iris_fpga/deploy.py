@@ -1,31 +1,35 @@
 """Deploy a built package/ to a PYNQ-Z2 over SSH, optionally run on_target.py there, fetch y_hw.
 
-The board's copy is replaced atomically: the files named in manifest.json go into a hidden
-temporary sibling folder, are checked there against the manifest's sha256 sums, and only then
-take the place of the previous folder (two renames in one remote command). A copy that breaks
-off leaves the previous package untouched; the next deploy removes the leftover.
+Nothing on the board is lost: deploy replaces only a folder it made. Before any change the
+remote folder must be absent or hold a package of this tool (judged with ``iris_fpga.contract``'s
+rules on a listing the board sends); the login's home, ``/`` and top-level folders are refused.
+One deploy at a time per folder: a lock beside it (``flock`` on ``.NAME.lock``, released when the
+deploy ends or its connection goes). The manifest's files go into a marked temporary sibling,
+are checked there against their sha256, and only then take the previous package's place; the
+swap renames nothing but that folder and our upload, and removes nothing but the previous package.
 
 Every remote command is built from ``shlex.quote``d parts (``shlex.join``); no user input is
-ever pasted into a shell string unquoted.
+ever pasted into a shell string unquoted. The board-side work is one small Python (``_BOARD``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import posixpath
 import secrets
 import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import paramiko
 from scp import SCPClient, SCPException
 
-from iris_fpga import ssh
+from iris_fpga import contract, ssh
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, sha256_file
 
@@ -35,15 +39,11 @@ log = logging.getLogger(__name__)
 DEFAULT_REMOTE_DIR = "/home/xilinx/jupyter_notebooks/iris_on_fpga"
 DEFAULT_USER = "xilinx"  # the PYNQ image's default login
 DEFAULT_TIMEOUT = 120.0
-RESULT_FILES = ("y_hw.npy", "y_hw.json")
+MAX_TIMEOUT = 86400.0  # a day: beyond any board run, and within what sockets and select accept
 TAIL_LINES = 20
 #: Kept free on the board's disk beyond the package itself.
 DISK_MARGIN_BYTES = 1 << 20
-
-# Exit statuses of the remote helper scripts below (none collides with a shell's 126/127).
-_RC_MKDIR, _RC_NOT_WRITABLE, _RC_NOT_A_DIR = 10, 11, 12
-_RC_VERIFY = 30
-_RC_MOVE_OLD, _RC_MOVE_NEW, _RC_RM_OLD = 20, 21, 22
+NOT_OURS = ExitCode.REMOTE_NOT_WRITABLE  # exit 8: "a remote folder this tool did not make"
 
 # Runs on the board with the remote Python: which of the modules named in argv are missing.
 _ENV_CHECK = (
@@ -53,27 +53,13 @@ _ENV_CHECK = (
     "if missing:\n"
     "    sys.exit('missing: ' + ' '.join(missing))\n"
 )
-# ``sha256sum -c --quiet`` for boards without coreutils' sha256sum: "<sha256>  <name>" lines on stdin.
-_CHECK_SUMS = (
-    "import hashlib, sys\n"
-    "bad = 0\n"
-    "for line in sys.stdin:\n"
-    "    digest, name = line.rstrip('\\n').split('  ', 1)\n"
-    "    h = hashlib.sha256()\n"
-    "    try:\n"
-    "        with open(name, 'rb') as f:\n"
-    "            for b in iter(lambda: f.read(1 << 20), b''):\n"
-    "                h.update(b)\n"
-    "    except OSError:\n"
-    "        print(name + ': FAILED open or read'); bad = 1; continue\n"
-    "    if h.hexdigest() != digest:\n"
-    "        print(name + ': FAILED'); bad = 1\n"
-    "sys.exit(bad)\n"
-)
+
+# What deploy does on the board, as the login user: a standalone script sent as ``python -c``.
+_BOARD = (Path(__file__).parent / "deploy_board.py").read_text(encoding="utf-8")
 
 
 def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the SSH target options (interfaces.md, "SSH target") to ``parser``."""
+    """Add the SSH target options (README, "Deploy over SSH") to ``parser``."""
     group = parser.add_argument_group(
         "deploy to a board over SSH",
         f"Authentication: --key, the usual ~/.ssh keys or ssh-agent; a password only from "
@@ -88,15 +74,16 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
                        help="accept an unknown host key once and record it in --known-hosts "
                             "(a changed key is always refused)")
     group.add_argument("--remote-dir", default=DEFAULT_REMOTE_DIR,
-                       help="package folder on the board; relative paths are under the login's home "
-                            "(default: %(default)s)")
+                       help="package folder on the board: absent, or a package this tool put there; "
+                            "relative paths and ~/ are under the login's home (default: %(default)s)")
     group.add_argument("--remote-python", default="python3",
-                       help="Python on the board that runs on_target.py (default: %(default)s)")
+                       help="Python on the board, for deploy's checks and on_target.py (default: %(default)s)")
     group.add_argument("--run", action="store_true",
                        help="run on_target.py on the board (as root) and fetch y_hw.npy and y_hw.json")
     group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                       help="seconds allowed for connecting and for each remote command, "
-                            "including on_target.py (default: %(default)s)")
+                       help=f"seconds allowed for connecting, for each remote command including "
+                            f"on_target.py, and for another deploy to the folder to finish; at most "
+                            f"{MAX_TIMEOUT:.0f} (default: %(default)s)")
     try:
         group.add_argument("--emulate", action="store_true",
                            help="run on_target.py with --emulate (C-simulation stand-in, no FPGA)")
@@ -104,148 +91,316 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
         pass  # the caller's parser already has --emulate; share it
 
 
-@dataclass
+def _control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    """Where and how to deploy: the SSH target and what to do there, checked once when made."""
+
+    host: str
+    user: str = DEFAULT_USER
+    port: int = 22
+    key: Path | None = None
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    trust_new_host: bool = False
+    remote_dir: str = DEFAULT_REMOTE_DIR
+    remote_python: str = "python3"
+    run: bool = False
+    emulate: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> "DeployTarget":
+        """The target from ``add_deploy_arguments``' options (ToolError, exit 2, when they are wrong)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
+
+    def __post_init__(self) -> None:
+        if not self.host or _control(self.host) or self.host.startswith("-"):
+            raise ToolError(f"deploy needs --host, a host name or address (not {self.host!r})", ExitCode.USAGE)
+        if not 0 < self.port < 65536:
+            raise ToolError(f"--port {self.port} is not a TCP port", ExitCode.USAGE)
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+            raise ToolError(f"--timeout {self.timeout!r}: give seconds, more than 0 and at most {MAX_TIMEOUT:.0f}",
+                            ExitCode.USAGE)
+        for option, value in (("--user", self.user), ("--remote-dir", self.remote_dir),
+                              ("--remote-python", self.remote_python)):
+            if not value or _control(value):
+                raise ToolError(f"{option} {value!r} is empty or holds a control character or newline: "
+                                f"refused", ExitCode.USAGE)
+        if self.remote_dir.startswith("~") and self.remote_dir != "~" and not self.remote_dir.startswith("~/"):
+            raise ToolError(f"--remote-dir {self.remote_dir!r}: only ~ (the login's home) is understood, "
+                            f"not ~name; give the full path", ExitCode.USAGE)
+
+    @property
+    def modules(self) -> list[str]:
+        """What on_target.py needs of the board's Python."""
+        return ["numpy"] if self.emulate else ["numpy", "pynq"]
+
+
+@dataclass(frozen=True)
 class _Package:
     directory: Path
     build_id: str
     files: dict[str, str]  # relative posix path -> sha256, manifest.json included
-    size: int = 0
+    size: int
 
 
-@dataclass
-class _RemotePaths:
+@dataclass(frozen=True)
+class _Remote:
+    """The board's package folder and the names beside it that only this tool uses."""
+
     directory: str
-    parent: str
-    name: str
-    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    token: str
 
     @property
-    def upload_prefix(self) -> str:
-        return posixpath.join(self.parent, f".{self.name}.upload-")
+    def parent(self) -> str:
+        return posixpath.dirname(self.directory)
 
     @property
-    def old_prefix(self) -> str:
-        return posixpath.join(self.parent, f".{self.name}.old-")
+    def name(self) -> str:
+        return posixpath.basename(self.directory)
 
     @property
-    def tmp(self) -> str:
-        return self.upload_prefix + self.token
+    def upload(self) -> str:
+        return posixpath.join(self.parent, f".{self.name}.upload-{self.token}")
 
     @property
     def old(self) -> str:
-        return self.old_prefix + self.token
+        return posixpath.join(self.parent, f".{self.name}.old-{self.token}")
 
 
-def deploy(package_dir: Path, options: argparse.Namespace) -> None:
-    """Copy ``package_dir`` to the board named in ``options``; with ``options.run`` run it there.
+@dataclass(frozen=True)
+class _Root:
+    """How a command becomes root on the board: the sudo prefix and what sudo reads on stdin."""
+
+    prefix: tuple[str, ...] = ()
+    stdin: bytes | None = None
+
+    def wrap(self, command: str) -> str:
+        """``command`` in a login shell (where PYNQ images set up their venv and XRT), via sudo."""
+        return _sh(*self.prefix, "bash", "-lc", command)
+
+
+def deploy(package_dir: Path, target: DeployTarget) -> None:
+    """Copy ``package_dir`` to ``target``'s board; with ``target.run`` run it there.
 
     Raises ``ToolError`` with the exit code of the shared table (2, 5-9, or on_target.py's 1-4).
     """
     started = time.monotonic()
-    _check_options(options)
-    package = _load_package(Path(package_dir), run=options.run, emulate=options.emulate)
+    package = _load_package(Path(package_dir), target)
     timings: dict[str, float] = {}
-
     t = time.monotonic()
-    conn = ssh.connect(options.host, user=options.user, port=options.port, key=options.key,
-                       known_hosts=options.known_hosts, trust_new_host=options.trust_new_host,
-                       timeout=options.timeout)
+    conn = ssh.connect(target.host, user=target.user, port=target.port, key=target.key,
+                       known_hosts=target.known_hosts, trust_new_host=target.trust_new_host,
+                       timeout=target.timeout)
     timings["connect"] = time.monotonic() - t
     with conn:
         uid, gid, home = _whoami(conn)
-        remote = _remote_paths(options.remote_dir, home)
-        sudo: tuple[list[str], bytes | None] | None = None
-        if options.run:
-            sudo = _privilege(conn, uid)
-            _check_remote_python(conn, options, sudo)
-
-        t = time.monotonic()
-        _prepare(conn, remote, package)
-        try:
-            _upload(conn, package, remote)
-            _verify_and_swap(conn, package, remote, options.remote_python)
-        except BaseException:
-            _discard(conn, remote.tmp)
-            raise
-        timings["copy"] = time.monotonic() - t
-        log.info("board package %s:%s is build %s (%d files, %s)", conn.target, remote.directory,
-                 package.build_id, len(package.files), _human(package.size))
-
-        if options.run:
+        remote = _Remote(_resolve(target.remote_dir, home, conn), secrets.token_hex(4))
+        root = None
+        if target.run:
+            root = _privilege(conn, uid)
+            _check_remote_python(conn, target, root)
+        with _Lock(conn, target, remote):  # the lock file goes with the lock, so a refusal leaves nothing
+            identity = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
             t = time.monotonic()
-            _run_on_target(conn, remote, options, sudo, owner=(uid, gid))
-            timings["run"] = time.monotonic() - t
-            t = time.monotonic()
-            _fetch_results(conn, remote, package)
-            timings["fetch"] = time.monotonic() - t
+            _begin(conn, target, remote, package)
+            try:
+                _upload(conn, package, remote)
+                _verify_and_swap(conn, target, package, remote, identity)
+            except BaseException:
+                _discard(conn, target, remote)
+                raise
+            timings["copy"] = time.monotonic() - t
+            log.info("board package %s:%s is build %s (%d files, %s)", conn.target, remote.directory,
+                     package.build_id, len(package.files), _human(package.size))
+            if root is not None:
+                t = time.monotonic()
+                _run_on_target(conn, target, remote, root, owner=(uid, gid))
+                timings["run"] = time.monotonic() - t
+                t = time.monotonic()
+                _fetch_results(conn, remote, package)
+                timings["fetch"] = time.monotonic() - t
     log.info("deploy done in %.2f s (%s)", time.monotonic() - started,
              ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
 
 
 # --- local side -------------------------------------------------------------------------------
 
-def _check_options(options: argparse.Namespace) -> None:
-    if not options.host:
-        raise ToolError("deploy needs --host", ExitCode.USAGE)
-    if not 0 < options.port < 65536:
-        raise ToolError(f"--port {options.port} is not a TCP port", ExitCode.USAGE)
-    if not options.timeout > 0:
-        raise ToolError("--timeout must be positive", ExitCode.USAGE)
-    if not options.remote_python or not options.remote_dir:
-        raise ToolError("--remote-python and --remote-dir must not be empty", ExitCode.USAGE)
-    if "\0" in options.remote_dir or "\0" in options.remote_python:
-        raise ToolError("--remote-dir / --remote-python contain a NUL byte", ExitCode.USAGE)
-
-
-def _load_package(package_dir: Path, *, run: bool, emulate: bool) -> _Package:
-    """Read manifest.json and check every listed file against its sha256 before anything is sent."""
-    manifest_path = package_dir / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        build_id = manifest["build_id"]
-        listed = manifest["files"]
-    except FileNotFoundError:
-        raise ToolError(f"{manifest_path} not found: build the package first", ExitCode.USAGE) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ToolError(f"{manifest_path} is unreadable or lacks build_id/files: {exc}", ExitCode.USAGE) from exc
-    if not isinstance(listed, dict) or not listed or not isinstance(build_id, str):
-        raise ToolError(f"{manifest_path}: 'files' must be a non-empty map and 'build_id' a string",
-                        ExitCode.USAGE)
-    files: dict[str, str] = {}
-    problems: list[str] = []
-    size = 0
-    for rel, digest in sorted(listed.items()):
-        pure = PurePosixPath(rel)
-        if (not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel or "\n" in rel
-                or str(pure) != rel or rel in ("manifest.json", *RESULT_FILES)):
-            raise ToolError(f"{manifest_path}: file name {rel!r} is not a plain relative path of the package",
-                            ExitCode.USAGE)
-        path = package_dir / rel
-        if not path.is_file():
-            problems.append(f"{rel} missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"{rel} changed")
-        else:
-            files[rel] = digest
-            size += path.stat().st_size
+def _load_package(package_dir: Path, target: DeployTarget) -> _Package:
+    """Read manifest.json and check every listed file (a regular file, not a link, with its sha256)."""
+    manifest = contract.read_manifest(package_dir)
+    if manifest is None:
+        raise ToolError(f"{package_dir / contract.MANIFEST} not found: build the package first", ExitCode.USAGE)
+    if not manifest["files"]:
+        raise ToolError(f"{package_dir / contract.MANIFEST} lists no files: rebuild the package", ExitCode.USAGE)
+    problems = contract.verify(package_dir, manifest)
     if problems:
-        shown = ", ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise ToolError(f"{package_dir} does not match its manifest.json ({shown}): rebuild the package",
-                        ExitCode.USAGE)
-    if run and "on_target.py" not in files:
+        shown = ", ".join(map(str, problems[:5])) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ToolError(f"{package_dir} does not match its manifest.json ({shown}): rebuild the package; "
+                        "nothing was sent", ExitCode.USAGE)
+    files = dict(manifest["files"])
+    if target.run and contract.BOARD_SCRIPT not in files:
         raise ToolError(f"{package_dir} has no on_target.py in its manifest: cannot --run", ExitCode.USAGE)
-    if run and not emulate and "hls4ml_nn.bit" not in files:
-        raise ToolError(f"{package_dir} has no bitstream (hls4ml_nn.bit): use --emulate, or build it with Vivado",
-                        ExitCode.USAGE)
-    files["manifest.json"] = sha256_file(manifest_path)
-    size += manifest_path.stat().st_size
-    return _Package(package_dir, build_id, files, size)
+    if target.run and not target.emulate and contract.BITSTREAM_FILES[0] not in files:
+        raise ToolError(f"{package_dir} has no bitstream ({contract.BITSTREAM_FILES[0]}): use --emulate, "
+                        "or build it with Vivado", ExitCode.USAGE)
+    files[contract.MANIFEST] = sha256_file(package_dir / contract.MANIFEST)
+    size = sum((package_dir / rel).lstat().st_size for rel in files)
+    return _Package(package_dir, manifest["build_id"], files, size)
+
+
+def _resolve(remote_dir: str, home: str, conn: ssh.Connection) -> str:
+    """The absolute remote folder: ``~``, ``~/x`` and relative paths are under the login's home."""
+    path = home + remote_dir[1:] if remote_dir == "~" or remote_dir.startswith("~/") else remote_dir
+    if not path.startswith("/"):
+        if not home.startswith("/"):
+            raise ToolError(f"{conn.target} gives no home folder for {conn.user}: give --remote-dir as a full path",
+                            ExitCode.USAGE)
+        path = posixpath.join(home, path)
+    path = "/" + posixpath.normpath(path).lstrip("/")
+    _refuse_protected(path, home, conn, remote_dir)
+    return path
+
+
+def _refuse_protected(path: str, home: str, conn: ssh.Connection, given: str) -> None:
+    """Deploy never replaces ``/``, a top-level folder, the login's home or a folder holding it."""
+    home = posixpath.normpath(home) if home.startswith("/") else ""
+    if path.count("/") < 2:
+        why = "is / or a top-level system folder"
+    elif home and (path == home or home.startswith(path + "/")):
+        why = "is the login's home folder" if path == home else "holds the login's home folder"
+    else:
+        return
+    raise ToolError(f"--remote-dir {given!r} on {conn.target} resolves to {path}, which {why}: deploy never "
+                    f"replaces it; give a folder of its own, e.g. ~/jupyter_notebooks/iris_on_fpga", NOT_OURS)
+
+
+def _inspect_args(remote: _Remote) -> list[str]:
+    return [remote.directory, str(contract.MAX_ENTRIES), json.dumps(contract.EXTRA_DIRS), contract.MANIFEST,
+            str(contract.MAX_MANIFEST_BYTES)]
+
+
+def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: dict) -> str:
+    """Refuse (exit 8) unless the remote folder is absent or only a package of this tool; return
+    its identity ("absent" or dev:ino) so the swap replaces exactly the folder judged here."""
+    where = f"{conn.target}:{remote.directory}"
+    _refuse_protected(found["real"], found["home"], conn, target.remote_dir)
+    if found["kind"] == "absent":
+        return "absent"
+    advice = "deploy replaces only a package folder it made; choose another --remote-dir or move it away"
+    if found["kind"] != "dir":
+        raise ToolError(f"{where} exists and is a {found['kind']}, not a folder: {advice}", NOT_OURS)
+    entries = [tuple(e) for e in found["entries"]]
+    if entries:
+        if "manifest" not in found:
+            raise ToolError(f"{where} holds files but no {contract.MANIFEST} of a package: {advice}", NOT_OURS)
+        manifest = contract.parse_manifest(found["manifest"].encode("latin-1"), f"{where}/{contract.MANIFEST}",
+                                           NOT_OURS)
+        extra = contract.unlisted(entries, manifest)
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise ToolError(f"{where} holds what is not part of a package of this tool ({shown}): {advice}",
+                            NOT_OURS)
+    return found["id"]
 
 
 # --- remote side ------------------------------------------------------------------------------
 
 def _sh(*parts: str) -> str:
     return shlex.join(parts)
+
+
+def _board(conn: ssh.Connection, target: DeployTarget, op: str, *args: str, stdin: bytes | None = None) -> dict:
+    """Run one operation of ``_BOARD`` with the remote Python as the login user; its JSON answer."""
+    result = conn.run(_sh(target.remote_python, "-c", _BOARD, op, *args), stdin=stdin)
+    if result.status in (126, 127):
+        raise ToolError(f"{target.remote_python} not found on {conn.target} ({_last_line(result.stderr)}); "
+                        f"install it or give --remote-python", ExitCode.REMOTE_ENVIRONMENT)
+    try:
+        answer = json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise ToolError(f"{target.remote_python} on {conn.target} could not {op} (exit {result.status}): "
+                        f"{_last_line(result.output)[:300]}", ExitCode.REMOTE_ENVIRONMENT) from None
+    if "error" in answer:
+        raise ToolError(f"cannot write to {conn.target}: {answer['error']} (choose another --remote-dir)",
+                        ExitCode.REMOTE_NOT_WRITABLE)
+    return answer
+
+
+class _Lock:
+    """One deploy at a time per remote folder: ``_BOARD hold`` keeps an flock while this is open.
+
+    The lock ends with the holding process, which ends when its stdin closes: when this context
+    exits, or when the SSH connection goes, so a deploy that died leaves no lock behind.
+    """
+
+    def __init__(self, conn: ssh.Connection, target: DeployTarget, remote: _Remote):
+        self.conn, self.target, self.remote = conn, target, remote
+        self.channel: paramiko.Channel | None = None
+
+    def __enter__(self) -> "_Lock":
+        command = _sh(self.target.remote_python, "-c", _BOARD, "hold", self.remote.directory,
+                      str(self.target.timeout))
+        self.channel = self.conn.start(command)
+        answer = self._answer(self.target.timeout + self.conn.timeout)
+        where = f"{self.conn.target}:{self.remote.directory}"
+        if "locked" in answer:
+            return self
+        self.close()
+        if "busy" in answer:
+            raise ToolError(f"another deploy to {where} is running (lock {answer['busy']}) and did not finish "
+                            f"within {self.target.timeout:g} s (--timeout): retry when it is done", NOT_OURS)
+        if "in_the_way" in answer:
+            raise ToolError(f"{answer['in_the_way']} on {self.conn.target} is not a lock of this tool: "
+                            f"deploy never removes it; move it away or choose another --remote-dir", NOT_OURS)
+        if "error" in answer:
+            raise ToolError(f"cannot write to {self.conn.target}:{self.remote.parent}: {answer['error']} "
+                            f"(choose another --remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
+        raise ToolError(f"locking {where} failed: {answer.get('output', '')[:300]}", ExitCode.REMOTE_ENVIRONMENT)
+
+    def _answer(self, seconds: float) -> dict:
+        """The holder's first line (JSON), waiting at most ``seconds``."""
+        data, deadline = b"", time.monotonic() + seconds
+        try:
+            while b"\n" not in data and time.monotonic() < deadline:
+                if self.channel.recv_ready():
+                    data += self.channel.recv(4096)
+                elif self.channel.exit_status_ready():
+                    data += self.channel.recv(4096) if self.channel.recv_ready() else b""
+                    break
+                else:
+                    time.sleep(0.05)
+            if self.channel.exit_status_ready() and self.channel.recv_exit_status() in (126, 127):
+                raise ToolError(f"{self.target.remote_python} not found on {self.conn.target}; install it or "
+                                f"give --remote-python", ExitCode.REMOTE_ENVIRONMENT)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ToolError(f"the SSH connection to {self.conn.target} failed: {exc}", ExitCode.SSH_UNREACHABLE) from exc
+        try:
+            return json.loads(data.split(b"\n", 1)[0])
+        except ValueError:
+            stderr = self.channel.recv_stderr(4096) if self.channel.recv_stderr_ready() else b""
+            return {"output": (data + stderr).decode(errors="replace").strip() or "no answer"}
+
+    def close(self) -> None:
+        """Let the holder go (end of its stdin) and wait briefly for it to remove the lock."""
+        channel, self.channel = self.channel, None
+        if channel is None:
+            return
+        try:
+            channel.shutdown_write()
+            deadline = time.monotonic() + min(self.conn.timeout, 10)
+            while not channel.exit_status_ready() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except (paramiko.SSHException, OSError, EOFError):
+            pass  # the connection is gone, and with it the lock
+        finally:
+            channel.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _whoami(conn: ssh.Connection) -> tuple[int, int, str]:
@@ -259,22 +414,13 @@ def _whoami(conn: ssh.Connection) -> tuple[int, int, str]:
                         ExitCode.REMOTE_ENVIRONMENT) from None
 
 
-def _remote_paths(remote_dir: str, home: str) -> _RemotePaths:
-    path = remote_dir if remote_dir.startswith("/") else posixpath.join(home or "/", remote_dir)
-    path = posixpath.normpath(path)
-    name = posixpath.basename(path)
-    if path == "/" or name in ("", ".", ".."):
-        raise ToolError(f"--remote-dir {remote_dir!r} must name a folder below /", ExitCode.USAGE)
-    return _RemotePaths(path, posixpath.dirname(path), name)
-
-
-def _privilege(conn: ssh.Connection, uid: int) -> tuple[list[str], bytes | None]:
-    """How to become root on the board: (command prefix, what to send on stdin)."""
+def _privilege(conn: ssh.Connection, uid: int) -> _Root:
+    """How to become root on the board."""
     if uid == 0:
-        return [], None
+        return _Root()
     probe = conn.run(_sh("sudo", "-n", "true"))
     if probe.status == 0:
-        return ["sudo", "-n", "--"], None
+        return _Root(("sudo", "-n", "--"))
     if probe.status == 127:
         raise ToolError(f"on_target.py needs root, {conn.user} is not root and the board has no sudo",
                         ExitCode.BOARD)
@@ -288,66 +434,35 @@ def _privilege(conn: ssh.Connection, uid: int) -> tuple[list[str], bytes | None]
         raise ToolError(f"sudo on the board refused {conn.user}'s password: {_last_line(check.stderr)}",
                         ExitCode.SSH_AUTH)
     # -k: always ask, so the password line is consumed by sudo and never reaches on_target.py.
-    return ["sudo", "-S", "-k", "-p", "", "--"], secret
+    return _Root(("sudo", "-S", "-k", "-p", "", "--"), secret)
 
 
-def _as_root(sudo: tuple[list[str], bytes | None], command: str) -> str:
-    """Wrap ``command`` in a login shell (where PYNQ images set up their venv and XRT), via sudo."""
-    return _sh(*sudo[0], "bash", "-lc", command)
-
-
-def _check_remote_python(conn: ssh.Connection, options: argparse.Namespace,
-                         sudo: tuple[list[str], bytes | None]) -> None:
-    modules = ["numpy"] if options.emulate else ["numpy", "pynq"]
-    result = conn.run(_as_root(sudo, _sh(options.remote_python, "-c", _ENV_CHECK, *modules)), stdin=sudo[1])
+def _check_remote_python(conn: ssh.Connection, target: DeployTarget, root: _Root) -> None:
+    python = target.remote_python
+    result = conn.run(root.wrap(_sh(python, "-c", _ENV_CHECK, *target.modules)), stdin=root.stdin)
     if result.status == 0:
         log.info("board: %s", result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "python ok")
         return
     if result.status in (126, 127):
-        raise ToolError(f"{options.remote_python} not found on the board ({_last_line(result.stderr)}); "
+        raise ToolError(f"{python} not found on the board ({_last_line(result.stderr)}); "
                         f"install it or give --remote-python", ExitCode.REMOTE_ENVIRONMENT)
     if result.status == 1 and "missing:" in result.stderr:
         missing = result.stderr.split("missing:", 1)[1].strip()
-        hint = "" if options.emulate else " (with --emulate pynq is not needed)"
-        raise ToolError(f"{options.remote_python} on the board lacks {missing}{hint}", ExitCode.REMOTE_ENVIRONMENT)
-    raise ToolError(f"checking {options.remote_python} on the board failed (exit {result.status}): "
+        hint = "" if target.emulate else " (with --emulate pynq is not needed)"
+        raise ToolError(f"{python} on the board lacks {missing}{hint}", ExitCode.REMOTE_ENVIRONMENT)
+    raise ToolError(f"checking {python} on the board failed (exit {result.status}): "
                     f"{_last_line(result.output)}", ExitCode.REMOTE_ENVIRONMENT)
 
 
-def _prepare(conn: ssh.Connection, remote: _RemotePaths, package: _Package) -> None:
-    """Check the parent folder and its free space; remove leftovers of broken deploys."""
-    q = shlex.quote
-    script = "\n".join([
-        f"mkdir -p -- {q(remote.parent)} || exit {_RC_MKDIR}",
-        f"[ -d {q(remote.parent)} ] && [ -w {q(remote.parent)} ] || exit {_RC_NOT_WRITABLE}",
-        f"if [ -e {q(remote.directory)} ] && [ ! -d {q(remote.directory)} ]; then exit {_RC_NOT_A_DIR}; fi",
-        f"rm -rf -- {q(remote.upload_prefix)}*",
-        f"if [ -d {q(remote.directory)} ]; then rm -rf -- {q(remote.old_prefix)}*; fi",
-        f"df -Pk -- {q(remote.parent)}",
-    ])
-    result = conn.run(script)
-    where = f"{conn.target}:{remote.parent}"
-    if result.status == _RC_NOT_A_DIR:
-        raise ToolError(f"{conn.target}:{remote.directory} exists and is not a folder", ExitCode.REMOTE_NOT_WRITABLE)
-    if result.status in (_RC_MKDIR, _RC_NOT_WRITABLE):
-        raise ToolError(f"cannot write to {where}: {_last_line(result.stderr) or 'not writable'} "
-                        f"(choose another --remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
-    if result.status != 0:
-        raise ToolError(f"preparing {where} failed (exit {result.status}): {_last_line(result.output)}",
-                        ExitCode.REMOTE_NOT_WRITABLE)
-    free = _df_available(result.stdout)
-    if free is not None and free < package.size + DISK_MARGIN_BYTES:
-        raise ToolError(f"remote disk full: {_human(free)} free at {where}, the package needs {_human(package.size)}",
-                        ExitCode.REMOTE_NOT_WRITABLE)
-
-
-def _df_available(text: str) -> int | None:
-    """Bytes available from ``df -Pk`` output (None when it cannot be read)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    try:
-        return int(lines[-1].split()[-3]) * 1024
-    except (IndexError, ValueError):
-        return None
+def _begin(conn: ssh.Connection, target: DeployTarget, remote: _Remote, package: _Package) -> None:
+    """Make the marked upload folder (removing our own leftovers) and check the free space."""
+    answer = _board(conn, target, "begin", remote.parent, remote.name, remote.token)
+    for name in answer["removed"]:
+        log.info("removed %s, left by a deploy that broke off", posixpath.join(remote.parent, name))
+    if answer["free"] < package.size + DISK_MARGIN_BYTES:
+        _discard(conn, target, remote)
+        raise ToolError(f"remote disk full: {_human(answer['free'])} free at {conn.target}:{remote.parent}, "
+                        f"the package needs {_human(package.size)}", ExitCode.REMOTE_NOT_WRITABLE)
 
 
 class _Progress:
@@ -388,34 +503,34 @@ def _scp(conn: ssh.Connection, progress=None) -> SCPClient:
                      sanitize=lambda path: shlex.quote(path.decode()).encode())
 
 
-def _upload(conn: ssh.Connection, package: _Package, remote: _RemotePaths) -> None:
-    """Send exactly the manifest's files in one recursive scp into the (new) upload folder.
+def _upload(conn: ssh.Connection, package: _Package, remote: _Remote) -> None:
+    """Send exactly the manifest's files in one recursive scp into the marked upload folder.
 
-    A local staging tree of symlinks to the listed files lets one scp channel carry every
-    folder (one channel per folder costs a round trip each on the board) without sending
-    anything the manifest does not name.
+    A local staging tree of links to the listed files (each checked to be a regular file, not a
+    link) lets one scp channel carry every folder without sending anything the manifest does
+    not name.
     """
-    log.info("uploading %d files (%s) to %s:%s", len(package.files), _human(package.size), conn.target, remote.tmp)
+    log.info("uploading %d files (%s) to %s:%s", len(package.files), _human(package.size), conn.target,
+             remote.upload)
     progress = _Progress(package.size, len(package.files))
     try:
         with tempfile.TemporaryDirectory(prefix="iris-fpga-upload-") as staging_root:
-            staging = Path(staging_root) / "package"
+            staging = Path(staging_root)
             for rel in package.files:
                 link = staging / rel
                 link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to((package.directory / rel).resolve())
-            for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink())]:
+                link.symlink_to(package.directory.absolute() / rel)
+            for folder in [p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink()]:
                 folder.chmod(0o755)
             with _scp(conn, progress) as scp:
-                # remote.tmp does not exist yet, so scp creates it from the staging folder.
-                scp.put(str(staging), remote_path=remote.tmp, recursive=True)
+                scp.put(sorted(str(p) for p in staging.iterdir()), remote_path=remote.upload, recursive=True)
     except SCPException as exc:
         message = str(exc).strip()
         if "No space left" in message or "Disk quota" in message:
             raise ToolError(f"remote disk full while uploading to {conn.target}: {message}",
                             ExitCode.REMOTE_NOT_WRITABLE) from exc
         if "Permission denied" in message or "Read-only" in message:
-            raise ToolError(f"cannot write to {conn.target}:{remote.tmp}: {message}",
+            raise ToolError(f"cannot write to {conn.target}:{remote.upload}: {message}",
                             ExitCode.REMOTE_NOT_WRITABLE) from exc
         raise ToolError(f"upload to {conn.target} failed: {message}; the board's previous package is untouched",
                         ExitCode.SSH_UNREACHABLE) from exc
@@ -426,72 +541,56 @@ def _upload(conn: ssh.Connection, package: _Package, remote: _RemotePaths) -> No
         progress.finish()
 
 
-def _verify_and_swap(conn: ssh.Connection, package: _Package, remote: _RemotePaths, python: str) -> None:
+def _verify_and_swap(conn: ssh.Connection, target: DeployTarget, package: _Package, remote: _Remote,
+                     identity: str) -> None:
     """On the board: check the upload against the manifest's sha256 sums, then swap it in.
 
-    One remote command: ``sha256sum -c`` (or the remote Python without it) reads the expected
-    sums on stdin; only if all match is the previous package renamed aside, the upload renamed
-    into its place, and the previous one removed. Until the second rename the old folder is
-    the board's package; if that rename fails, the old one is put back.
+    Only the folder judged ours (same ``identity``) is renamed aside and removed; until the
+    upload's rename the old folder is the board's package, and it is put back if that fails.
     """
-    q = shlex.quote
-    d, tmp, old = q(remote.directory), q(remote.tmp), q(remote.old)
-    script = "\n".join([
-        f"cd {tmp} || exit {_RC_VERIFY}",
-        "if command -v sha256sum >/dev/null 2>&1; then sha256sum -c --quiet --strict -; "
-        f"else {_sh(python, '-c', _CHECK_SUMS)}; fi || exit {_RC_VERIFY}",
-        "cd / || exit 1",
-        f"if [ -e {d} ]; then mv -- {d} {old} || exit {_RC_MOVE_OLD}; fi",
-        f"if mv -- {tmp} {d}; then rm -rf -- {old} || exit {_RC_RM_OLD}; exit 0; fi",
-        f"if [ -e {old} ]; then mv -- {old} {d}; fi",
-        f"exit {_RC_MOVE_NEW}",
-    ])
     sums = "".join(f"{digest}  {rel}\n" for rel, digest in package.files.items()).encode()
-    result = conn.run(script, stdin=sums)
-    if result.status == _RC_VERIFY:
-        failed = [line.rsplit(":", 1)[0] for line in result.output.splitlines() if line.endswith("FAILED")
-                  or line.endswith("FAILED open or read")]
-        shown = ", ".join(failed[:5]) or _last_line(result.output)
+    answer = _board(conn, target, "swap", remote.directory, remote.upload, remote.old, identity, stdin=sums)
+    where = f"{conn.target}:{remote.directory}"
+    if "bad" in answer:
+        shown = ", ".join(answer["bad"][:5])
         raise ToolError(f"the copy on {conn.target} does not match manifest.json ({shown}): remote disk full or "
                         f"failing? The board's previous package is untouched", ExitCode.REMOTE_NOT_WRITABLE)
-    if result.status == _RC_RM_OLD:
-        log.warning("the previous package was replaced but %s:%s could not be removed: %s",
-                    conn.target, remote.old, _last_line(result.stderr))
-    elif result.status != 0:
-        raise ToolError(f"cannot move the upload into {conn.target}:{remote.directory}: "
-                        f"{_last_line(result.stderr) or f'exit {result.status}'}", ExitCode.REMOTE_NOT_WRITABLE)
+    if "changed" in answer:
+        raise ToolError(f"{where} changed while deploying (not by a deploy): left as it is; retry", NOT_OURS)
+    if "left" in answer:
+        log.warning("the previous package was replaced but %s:%s could not be removed (%s): remove it by hand",
+                    conn.target, remote.old, answer["left"])
     log.info("checked %d sha256 sums on the board and moved the upload into place", len(package.files))
 
 
-def _discard(conn: ssh.Connection, path: str) -> None:
-    """Best effort: remove a temporary remote folder (a later deploy removes it otherwise)."""
+def _discard(conn: ssh.Connection, target: DeployTarget, remote: _Remote) -> None:
+    """Best effort: remove our marked upload folder (a later deploy removes it otherwise)."""
     transport = conn.transport
     if transport is None or not transport.is_active():
         return
     try:
-        conn.run(_sh("rm", "-rf", "--", path), timeout=min(conn.timeout, 30))
+        _board(conn, target, "discard", remote.upload)
     except ToolError as exc:
-        log.debug("could not remove %s: %s", path, exc)
+        log.debug("could not remove %s: %s", remote.upload, exc)
 
 
-def _run_on_target(conn: ssh.Connection, remote: _RemotePaths, options: argparse.Namespace,
-                   sudo: tuple[list[str], bytes | None], owner: tuple[int, int]) -> None:
-    limit = max(1, int(round(options.timeout)))
-    args = ["--emulate"] if options.emulate else []
+def _run_on_target(conn: ssh.Connection, target: DeployTarget, remote: _Remote, root: _Root,
+                   owner: tuple[int, int]) -> None:
+    limit = max(1, int(round(target.timeout)))
+    args = ["--emulate"] if target.emulate else []
     # -u: stream output as it comes; -B: no root-owned __pycache__ in the user's folder.
     # coreutils timeout stops on_target.py on the board too, not just our wait for it.
-    command = _sh("timeout", "-k", "5", str(limit), options.remote_python, "-u", "-B", "on_target.py", *args)
+    command = _sh("timeout", "-k", "5", str(limit), target.remote_python, "-u", "-B", "on_target.py", *args)
     inner = f"cd {shlex.quote(remote.directory)} && exec {command}"
-    if sudo[0]:
+    if root.prefix:
         # Run through sudo, on_target.py writes y_hw.* as root (mode 0600): give them back to the
         # login user, or they could not be fetched nor removed by the next deploy.
         inner = (f"cd {shlex.quote(remote.directory)} || exit 1\n{command}\nstatus=$?\n"
-                 f"chown -- {owner[0]}:{owner[1]} {' '.join(map(shlex.quote, RESULT_FILES))} 2>/dev/null\n"
+                 f"chown -- {owner[0]}:{owner[1]} {' '.join(map(shlex.quote, contract.RESULT_FILES))} 2>/dev/null\n"
                  f"exit $status")
     log.info("running on_target.py%s on %s (output follows)", " --emulate" if args else "", conn.target)
     started = time.monotonic()
-    result = conn.run(_as_root(sudo, inner), stdin=sudo[1], timeout=limit + 15,
-                      stream_to=(sys.stdout, sys.stderr))
+    result = conn.run(root.wrap(inner), stdin=root.stdin, timeout=limit + 15, stream_to=(sys.stdout, sys.stderr))
     elapsed = time.monotonic() - started
     status = result.status
     if status == 0 and not result.timed_out:
@@ -510,13 +609,13 @@ def _run_on_target(conn: ssh.Connection, remote: _RemotePaths, options: argparse
     raise ToolError(f"on_target.py ended on {conn.target} with exit status {status}", ExitCode.BOARD)
 
 
-def _fetch_results(conn: ssh.Connection, remote: _RemotePaths, package: _Package) -> None:
+def _fetch_results(conn: ssh.Connection, remote: _Remote, package: _Package) -> None:
     """Bring y_hw.npy and y_hw.json back; install them only if they belong to this build."""
     with tempfile.TemporaryDirectory(dir=package.directory, prefix=".fetch-") as tmp:
-        name = RESULT_FILES[0]
+        name = contract.RESULT_FILES[0]
         try:
             with _scp(conn) as scp:
-                for name in RESULT_FILES:
+                for name in contract.RESULT_FILES:
                     scp.get(posixpath.join(remote.directory, name), local_path=str(Path(tmp) / name))
         except SCPException as exc:
             raise ToolError(f"on_target.py reported success but {conn.target} has no {name}: {str(exc).strip()}",
@@ -571,27 +670,3 @@ def _human(size: float) -> str:
     return f"{size:.1f} GB"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m iris_fpga.deploy PACKAGE --host HOST ...`` (until BuildModel.py routes --from deploy)."""
-    parser = argparse.ArgumentParser(prog="python -m iris_fpga.deploy",
-                                     description="Copy a built package/ to a PYNQ board over SSH, "
-                                                 "optionally run on_target.py there and fetch y_hw.")
-    parser.add_argument("package_dir", nargs="?", type=Path, default=Path("package"),
-                        help="package folder (default: %(default)s)")
-    add_deploy_arguments(parser)
-    options = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        deploy(options.package_dir, options)
-    except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return int(exc.code)
-    except KeyboardInterrupt:
-        print("error: interrupted; the board's previous package is untouched unless the final rename "
-              "had already happened", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

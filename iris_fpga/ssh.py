@@ -140,6 +140,19 @@ class Connection:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def start(self, command: str, *, timeout: float | None = None) -> paramiko.Channel:
+        """Start ``command`` (an already quoted shell string) on a new channel and return it open."""
+        transport = self.transport
+        if transport is None or not transport.is_active():
+            raise ToolError(f"the SSH connection to {self.target} was lost", ExitCode.SSH_UNREACHABLE)
+        try:
+            channel = transport.open_session(timeout=self.timeout if timeout is None else timeout)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ToolError(f"the SSH connection to {self.target} failed: {exc}",
+                            ExitCode.SSH_UNREACHABLE) from exc
+        return channel
+
     def run(self, command: str, *, timeout: float | None = None, stdin: bytes | None = None,
             stream_to: tuple[TextIO, TextIO] | None = None, tail_bytes: int = 8192) -> CommandResult:
         """Run ``command`` (an already quoted shell string) and wait for it.
@@ -149,16 +162,14 @@ class Connection:
         at once. Only the last ``tail_bytes`` of each stream are kept when streaming.
         """
         timeout = self.timeout if timeout is None else timeout
+        channel = self.start(command, timeout=timeout)
         transport = self.transport
-        if transport is None or not transport.is_active():
-            raise ToolError(f"the SSH connection to {self.target} was lost", ExitCode.SSH_UNREACHABLE)
         try:
-            channel = transport.open_session(timeout=timeout)
-            channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
             raise ToolError(f"the SSH connection to {self.target} failed: {exc}",
                             ExitCode.SSH_UNREACHABLE) from exc
 
@@ -226,13 +237,12 @@ def connect(host: str, *, user: str, port: int = 22, key: Path | None = None,
     Authentication: ``key`` (or, without it, the usual ~/.ssh keys) and the ssh-agent; then a
     password from $IRIS_FPGA_SSH_PASSWORD or a terminal prompt. Never from argv.
     """
-    if key is not None and not Path(key).is_file():
-        raise ToolError(f"--key {key}: no such file", ExitCode.USAGE)
-    known_hosts = Path(known_hosts).expanduser()
     _quiet_paramiko()
+    pkey = None if key is None else load_key(Path(key))
+    known_hosts = Path(known_hosts).expanduser()
     password = _password_from_env()
     try:
-        return _connect_once(host, user, port, key, known_hosts, trust_new_host, timeout, password)
+        return _connect_once(host, user, port, pkey, known_hosts, trust_new_host, timeout, password)
     except paramiko.AuthenticationException:
         if password is not None:
             raise ToolError(f"SSH authentication failed for {user}@{host}:{port} "
@@ -243,29 +253,70 @@ def connect(host: str, *, user: str, port: int = 22, key: Path | None = None,
                             f"was accepted (give --key, load the key into ssh-agent, or set ${PASSWORD_ENV})",
                             ExitCode.SSH_AUTH) from None
     try:
-        return _connect_once(host, user, port, key, known_hosts, trust_new_host, timeout, password)
+        return _connect_once(host, user, port, pkey, known_hosts, trust_new_host, timeout, password)
     except paramiko.AuthenticationException:
         raise ToolError(f"SSH authentication failed for {user}@{host}:{port} (password refused)",
                         ExitCode.SSH_AUTH) from None
 
 
-def _connect_once(host, user, port, key, known_hosts: Path, trust_new_host, timeout, password) -> Connection:
-    client = paramiko.SSHClient()
-    if known_hosts.is_file():
+def load_key(path: Path) -> paramiko.PKey:
+    """The private key in ``path``; a file that is none is an input error (2), not "cannot reach"."""
+    if not path.is_file():
+        raise ToolError(f"--key {path}: no such file", ExitCode.USAGE)
+    reasons = []
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
-            client.load_host_keys(str(known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
-            raise ToolError(f"cannot read known_hosts file {known_hosts}: {exc}", ExitCode.USAGE) from exc
-    elif known_hosts.exists():
-        raise ToolError(f"--known-hosts {known_hosts} is not a file", ExitCode.USAGE)
+            return kind.from_private_key_file(str(path))
+        except paramiko.PasswordRequiredException:
+            raise ToolError(f"the key {path} is encrypted: load it into ssh-agent (ssh-add) and retry",
+                            ExitCode.SSH_AUTH) from None
+        except OSError as exc:
+            raise ToolError(f"--key {path}: {exc.strerror}", ExitCode.USAGE) from None
+        except (paramiko.SSHException, ValueError) as exc:
+            reasons.append(str(exc))
+    raise ToolError(f"--key {path} is not an Ed25519, ECDSA or RSA private key ({reasons[0]})", ExitCode.USAGE)
+
+
+def load_known_hosts(client: paramiko.SSHClient, path: Path) -> None:
+    """Read ``path`` into ``client``'s host keys. Like OpenSSH, skip lines that are not valid
+    entries (truncated, garbage) with a warning; a changed key is still caught by paramiko."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ToolError(f"--known-hosts {path} is not a file", ExitCode.USAGE)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ToolError(f"cannot read known_hosts file {path}: {exc.strerror}", ExitCode.USAGE) from None
+    keys, skipped = client.get_host_keys(), []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except Exception:  # noqa: BLE001 - paramiko's key parsers raise many kinds; OpenSSH skips such lines
+            entry = None
+        if entry is None:
+            skipped.append(number)
+            continue
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
+    if skipped:
+        log.warning("%s: skipped line%s %s (not a host key entry OpenSSH or paramiko can read)", path,
+                    "s" if len(skipped) > 1 else "", ", ".join(map(str, skipped[:10])))
+
+
+def _connect_once(host, user, port, pkey, known_hosts: Path, trust_new_host, timeout, password) -> Connection:
+    client = paramiko.SSHClient()
+    load_known_hosts(client, known_hosts)
     client.set_missing_host_key_policy(
         _TrustOnceAndRecord(known_hosts) if trust_new_host else _RefuseUnknown())
     where = f"{user}@{host}:{port}"
     try:
         client.connect(
             host, port=port, username=user, password=password,
-            key_filename=str(key) if key is not None else None,
-            look_for_keys=key is None, allow_agent=True,
+            pkey=pkey, look_for_keys=pkey is None, allow_agent=True,
             timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
     except _UnknownHostKey as exc:
         client.close()
@@ -282,9 +333,9 @@ def _connect_once(host, user, port, key, known_hosts: Path, trust_new_host, time
             f"{fingerprint(exc.expected_key)}. Refused (this may be an attack). If the board was "
             f"reinstalled, remove the old entry with: ssh-keygen -R '{known_hosts_name(host, port)}' "
             f"-f {known_hosts}", ExitCode.SSH_HOST_KEY) from None
-    except paramiko.PasswordRequiredException:
+    except paramiko.PasswordRequiredException:  # one of the usual ~/.ssh keys
         client.close()
-        raise ToolError(f"the key {key} is encrypted: load it into ssh-agent (ssh-add) and retry",
+        raise ToolError("a key in ~/.ssh is encrypted: load it into ssh-agent (ssh-add) or give --key",
                         ExitCode.SSH_AUTH) from None
     except paramiko.AuthenticationException:
         client.close()

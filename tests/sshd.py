@@ -35,6 +35,18 @@ def require_sshd() -> None:
     pytest.skip(reason)
 
 
+def require_throwaway_users() -> None:
+    """Skip (or, under CI=true, fail) unless this process may add and remove a throwaway user."""
+    missing = [t for t in ("useradd", "userdel", "runuser") if shutil.which(t) is None]
+    if os.geteuid() == 0 and not missing:
+        return
+    reason = ("deploy tests log in as a throwaway non-root user whose home is a scratch folder: "
+              + (f"{', '.join(missing)} missing" if missing else "that needs root (useradd)"))
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " -- CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
 def make_key(path: Path, comment: str = "iris-fpga-test") -> str:
     """Make an ed25519 key pair at ``path`` / ``path.pub``; return the public line."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
@@ -59,10 +71,10 @@ def _free_port() -> int:
 class SshServer:
     host = "127.0.0.1"
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, user: str | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.user = getpass.getuser()
+        self.user = user or getpass.getuser()
         self.host_key = self.folder / "ssh_host_ed25519_key"
         self.host_pub_line = make_key(self.host_key, "iris-fpga-test-host")
         self.client_key = self.folder / "id_ed25519"
