@@ -248,6 +248,8 @@ def _load_package(package_dir: Path, target: DeployTarget) -> _Package:
         raise ToolError(f"{package_dir} has no bitstream ({contract.BITSTREAM_FILES[0]}): use --emulate, "
                         "or build it with Vivado", ExitCode.USAGE)
     files[contract.MANIFEST] = sha256_file(package_dir / contract.MANIFEST)
+    if contract.NOTEBOOK in files:  # sent as Jupyter last saved it; the board checks that copy
+        files[contract.NOTEBOOK] = sha256_file(package_dir / contract.NOTEBOOK)
     size = sum((package_dir / rel).lstat().st_size for rel in files)
     return _Package(package_dir, manifest["build_id"], files, size)
 
