@@ -40,6 +40,7 @@ HWH_RELATIVE = Path(
 # Vivado's reports as the script writes them (cwd: the project folder) -> names beside the bitstream.
 REPORTS = {"util.rpt": "vivado_utilization.rpt", "timing.rpt": "vivado_timing.rpt"}
 
+HLS_IP_MARKS = ("ip_repo_paths", "xilinx.com:hls:")  # none may be left once the IP lines are replaced
 VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 IP_FILES = "@IP_FILES@"
 TOP = "@TOP@"
@@ -87,6 +88,10 @@ def design_script(template_text: str, ip_files: Sequence[Path], top: str, board:
             raise ToolError(f"hls4ml's {board} design script has {len(where)} lines `{old}` where the rtl flow "
                             "expects one: it supports hls4ml's pynq-z2 script", ExitCode.USAGE)
         lines[where[0]:where[0] + 1] = [_fill(line, fills) for line in new]
+    left = next((line for line in lines if any(mark in line for mark in HLS_IP_MARKS)), None)
+    if left is not None:
+        raise ToolError(f"hls4ml's {board} design script names the HLS IP where the rtl flow does not expect it "
+                        f"(`{left.strip()}`): it supports hls4ml's pynq-z2 script", ExitCode.USAGE)
     return "\n".join(lines) + "\n"
 
 
