@@ -29,6 +29,7 @@ from iris_fpga.vivado import BIT_RELATIVE
 
 log = logging.getLogger(__name__)
 
+RTL_PROJECT_DIR = "vivado_rtl"  # under the output directory: design.tcl, project.tcl, vivado.log, the project
 PROJECT_NAME = "myproject"  # hls4ml's project name: the template's folder and cell names derive from it
 STREAM_WIDTH = 32  # float32 words on both AXI-Streams, as hls4ml's myproject_axi
 DESIGN_SCRIPT = "design.tcl"
