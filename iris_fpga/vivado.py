@@ -1,7 +1,8 @@
 """The bitstream step: Vivado HLS + Vivado through hls4ml, and proof that they made something.
 
 hls4ml runs both tools with ``os.system`` and ignores their exit codes, so a failed build returns
-normally. Only the existence of the .bit and the .hwh counts as a built bitstream.
+normally. Only the existence of the .bit and the .hwh counts as a built bitstream. The ``rtl``
+accelerator needs Vivado alone (``find_vivado_rtl``; its flow is in ``vivado_rtl``).
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from iris_fpga.contract import BITSTREAM_STEM
 from iris_fpga.errors import ExitCode, ToolError
 
 log = logging.getLogger(__name__)
 
-BITSTREAM_STEM = "hls4ml_nn"
 BIT_RELATIVE = Path("myproject_vivado_accelerator/project_1.runs/impl_1/design_1_wrapper.bit")
 HWH_RELATIVE = Path(
     "myproject_vivado_accelerator/project_1.srcs/sources_1/bd/design_1/hw_handoff/design_1.hwh"
@@ -23,6 +24,11 @@ HWH_RELATIVE = Path(
 INSTALL_HINT = (
     "install Vivado HLS + Vivado 2020.1 (the versions hls4ml's VivadoAccelerator backend targets), "
     "then run `python BuildModel.py --from bitstream` on that machine"
+)
+RTL_INSTALL_HINT = (
+    "install Vivado 2021.1 or later (module references need 2021.1; the free Standard edition covers "
+    "the xc7z020; Vivado HLS is not needed), then run `python BuildModel.py --accelerator rtl --from "
+    "bitstream` on that machine"
 )
 
 
@@ -32,15 +38,33 @@ class VivadoTools:
     vivado: Path
 
 
-def find_vivado() -> VivadoTools | None:
-    """Both commands hls4ml calls, from PATH or from ``$XILINX_VIVADO/bin``."""
+def _find_tool(name: str) -> Path | None:
+    """``name`` from PATH, else from ``$XILINX_VIVADO/bin``."""
     search = os.environ.get("PATH", "")
     if os.environ.get("XILINX_VIVADO"):
         search = os.pathsep.join([search, str(Path(os.environ["XILINX_VIVADO"]) / "bin")])
-    hls, vivado = shutil.which("vivado_hls", path=search), shutil.which("vivado", path=search)
+    found = shutil.which(name, path=search)
+    return None if found is None else Path(found)
+
+
+def find_vivado() -> VivadoTools | None:
+    """Both commands hls4ml calls (the ``hls`` accelerator), from PATH or from ``$XILINX_VIVADO/bin``."""
+    hls, vivado = _find_tool("vivado_hls"), _find_tool("vivado")
     if hls is None or vivado is None:
         return None
-    return VivadoTools(Path(hls), Path(vivado))
+    return VivadoTools(hls, vivado)
+
+
+def find_vivado_rtl() -> Path | None:
+    """``vivado`` alone, all the ``rtl`` accelerator needs, from PATH or from ``$XILINX_VIVADO/bin``."""
+    return _find_tool("vivado")
+
+
+def not_found_message(accelerator: str) -> str:
+    """What the summary says when the bitstream step finds no Vivado for ``accelerator``."""
+    if accelerator == "rtl":
+        return f"Vivado not found (no vivado on PATH or in $XILINX_VIVADO/bin); {RTL_INSTALL_HINT}"
+    return f"Vivado not found (no vivado_hls and vivado on PATH or in $XILINX_VIVADO/bin); {INSTALL_HINT}"
 
 
 def build_bitstream(hls_model, tools: VivadoTools, output_dir: Path, dest: Path) -> list[Path]:

@@ -1,0 +1,172 @@
+"""The bitstream step for the ``rtl`` accelerator: our Verilog IP in hls4ml's block design, Vivado alone.
+
+The Tcl script is hls4ml's own board design script (for the pynq-z2: PS7, AXI DMA, the IP beside the
+DMA in ``hier_0``, FCLK0 at 100 MHz), read from the installed hls4ml and changed only where it names
+the HLS IP: the IP's Verilog is added to the project instead of an HLS IP repository, and the block
+design instantiates it as a module reference (``create_bd_cell -type module -reference``, documented
+from Vivado 2021.1). Two more lines follow from that version: the block design's wrapper is
+generated under ``project_1.gen`` (Vivado 2020.2 on), and a timing report is written beside the
+utilization report. ``SUBSTITUTIONS`` lists every change with its reason; a test diffs the two
+scripts. The IP keeps the port names of hls4ml's ``myproject_axi``, so the template's connections,
+clock automation and ``group_bd_cells hier_0`` stay as they are and PYNQ still finds
+``hier_0.axi_dma_0``.
+
+Like hls4ml's flow, a bitstream counts as built only when the .bit and the .hwh exist.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Sequence
+
+from iris_fpga.contract import BITSTREAM_FILES
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import atomic_write_bytes
+from iris_fpga.vivado import BIT_RELATIVE
+
+log = logging.getLogger(__name__)
+
+RTL_PROJECT_DIR = "vivado_rtl"  # under the output directory: design.tcl, project.tcl, vivado.log, the project
+PROJECT_NAME = "myproject"  # hls4ml's project name: the template's folder and cell names derive from it
+STREAM_WIDTH = 32  # float32 words on both AXI-Streams, as hls4ml's myproject_axi
+DESIGN_SCRIPT = "design.tcl"
+PROJECT_SCRIPT = "project.tcl"  # the template sources it from its own folder
+LOG_NAME = "vivado.log"
+HWH_RELATIVE = Path(
+    f"{PROJECT_NAME}_vivado_accelerator/project_1.gen/sources_1/bd/design_1/hw_handoff/design_1.hwh"
+)
+# Vivado's reports as the script writes them (cwd: the project folder) -> names beside the bitstream.
+REPORTS = {"util.rpt": "vivado_utilization.rpt", "timing.rpt": "vivado_timing.rpt"}
+
+HLS_IP_MARKS = ("ip_repo_paths", "xilinx.com:hls:")  # none may be left once the IP lines are replaced
+VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+IP_FILES = "@IP_FILES@"
+TOP = "@TOP@"
+# (hls4ml's template line, its replacement lines, why). Placeholders are filled in per build.
+SUBSTITUTIONS = (
+    ("set_property  ip_repo_paths  ${project_name}_prj [current_project]",
+     (f"add_files -norecurse {IP_FILES}",),
+     "the IP is Verilog in the project, not an HLS IP repository"),
+    ("create_bd_cell -type ip -vlnv xilinx.com:hls:${project_name}_axi:1.0 ${project_name}_axi_0",
+     (f"create_bd_cell -type module -reference {TOP} ${{project_name}}_axi_0",),
+     "the IP as a module reference (Vivado 2021.1 and later), under the HLS IP's cell name"),
+    ("add_files -norecurse ./${project_name}_vivado_accelerator/project_1.srcs/sources_1/bd/design_1/hdl/"
+     "design_1_wrapper.v",
+     ("add_files -norecurse ./${project_name}_vivado_accelerator/project_1.gen/sources_1/bd/design_1/hdl/"
+      "design_1_wrapper.v",),
+     "Vivado 2020.2 and later generate the wrapper under project_1.gen"),
+    ("report_utilization -file util.rpt -hierarchical -hierarchical_percentages",
+     ("report_utilization -file util.rpt -hierarchical -hierarchical_percentages",
+      "report_timing_summary -file timing.rpt"),
+     "the timing report, beside the utilization report"),
+)
+
+
+def design_template(board: str) -> Path:
+    """hls4ml's installed AXI-Stream block design script for ``board``."""
+    from iris_fpga.hls import check_board, supported_boards
+
+    check_board(board)
+    script = supported_boards()[board].get("tcl_scripts", {}).get("axi_stream")
+    spec = find_spec("hls4ml")
+    if script is None or spec is None or not spec.submodule_search_locations:
+        raise ToolError(f"hls4ml has no AXI-Stream design script for board {board!r}", ExitCode.USAGE)
+    return Path(spec.submodule_search_locations[0]) / "templates" / "vivado_accelerator" / board / "tcl_scripts" / script
+
+
+def design_script(template_text: str, ip_files: Sequence[Path], top: str, board: str) -> str:
+    """``template_text`` with ``SUBSTITUTIONS`` applied; each template line must occur exactly once."""
+    if not VERILOG_NAME.fullmatch(top):
+        raise ToolError(f"the IP's top module name {top!r} is not a plain Verilog identifier", ExitCode.USAGE)
+    lines = template_text.splitlines()
+    fills = {IP_FILES: " ".join(_tcl_word(str(Path(f).resolve())) for f in ip_files), TOP: top}
+    for old, new, _why in SUBSTITUTIONS:
+        where = [i for i, line in enumerate(lines) if line.rstrip() == old]
+        if len(where) != 1:
+            raise ToolError(f"hls4ml's {board} design script has {len(where)} lines `{old}` where the rtl flow "
+                            "expects one: it supports hls4ml's pynq-z2 script", ExitCode.USAGE)
+        lines[where[0]:where[0] + 1] = [_fill(line, fills) for line in new]
+    left = next((line for line in lines if any(mark in line for mark in HLS_IP_MARKS)), None)
+    if left is not None:
+        raise ToolError(f"hls4ml's {board} design script names the HLS IP where the rtl flow does not expect it "
+                        f"(`{left.strip()}`): it supports hls4ml's pynq-z2 script", ExitCode.USAGE)
+    return "\n".join(lines) + "\n"
+
+
+def write_design_tcl(project_dir: Path, ip_files: Sequence[Path], top: str, board: str = "pynq-z2") -> Path:
+    """Write ``design.tcl`` and the ``project.tcl`` it sources into ``project_dir``; return the script.
+
+    ``ip_files`` are the IP's sources (Verilog and any memory files it reads), ``top`` its top
+    module, with the ports of hls4ml's ``myproject_axi``. The part is the one hls4ml's design script
+    for ``board`` creates the project for (xc7z020clg400-1 for the pynq-z2).
+    """
+    missing = [str(f) for f in ip_files if not Path(f).is_file()]
+    if not ip_files or missing:
+        raise ToolError(f"the IP's Verilog is missing ({missing[0] if missing else 'no files given'}): "
+                        "run the ip step first", ExitCode.USAGE)
+    script = design_script(design_template(board).read_text(), ip_files, top, board)
+    project_dir = Path(project_dir)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(project_dir / PROJECT_SCRIPT, _project_tcl().encode())
+    atomic_write_bytes(project_dir / DESIGN_SCRIPT, script.encode())
+    return project_dir / DESIGN_SCRIPT
+
+
+def build_rtl_bitstream(vivado: Path, script: Path, dest: Path) -> list[Path]:
+    """Run ``vivado -mode batch -source script`` in the script's folder, logging to ``vivado.log``.
+
+    Returns the files copied into ``dest``: ``hls4ml_nn.bit``, ``hls4ml_nn.hwh``,
+    ``vivado_utilization.rpt``, ``vivado_timing.rpt``. A non-zero exit or a missing file is
+    exit 3 naming the log, and nothing is copied.
+    """
+    project_dir = Path(script).parent
+    made = [project_dir / BIT_RELATIVE, project_dir / HWH_RELATIVE, *(project_dir / r for r in REPORTS)]
+    outputs = [dest / name for name in (*BITSTREAM_FILES, *REPORTS.values())]
+    for stale in made + outputs:
+        stale.unlink(missing_ok=True)  # an old bitstream must not pass for a new one
+    log_path = project_dir / LOG_NAME
+    log.info("bitstream: running %s -mode batch -source %s (log: %s)", vivado, script.name, log_path)
+    with open(log_path, "wb") as log_file:
+        result = subprocess.run([str(vivado), "-mode", "batch", "-source", script.name, "-nolog", "-nojournal"],
+                                cwd=project_dir, stdout=log_file, stderr=subprocess.STDOUT, check=False)
+    missing = [p.name for p in made if not p.is_file()]
+    if result.returncode != 0 or missing:
+        what = f"exited with code {result.returncode}" if result.returncode else "finished"
+        lacking = f" without {', '.join(missing)}" if missing else ""
+        raise ToolError(f"Vivado {what}{lacking}{_first_error(log_path)}; read {log_path}", ExitCode.EXTERNAL_TOOL)
+    dest.mkdir(parents=True, exist_ok=True)
+    for source, target in zip(made, outputs):
+        atomic_write_bytes(target, source.read_bytes())
+    return outputs
+
+
+def _project_tcl() -> str:
+    """The variables hls4ml's design script reads from the project.tcl that hls4ml writes."""
+    return (f'variable project_name\nset project_name "{PROJECT_NAME}"\n'
+            f"set bit_width_hls_output {STREAM_WIDTH}\nset bit_width_hls_input {STREAM_WIDTH}\n")
+
+
+def _tcl_word(text: str) -> str:
+    """``text`` as one braced Tcl word; characters that would end or escape the braces are refused."""
+    if re.search(r"[{}\\\n\r]", text) or not text:
+        raise ToolError(f"cannot pass {text!r} to Vivado's Tcl: rename it without braces, backslashes or "
+                        "line breaks", ExitCode.USAGE)
+    return "{" + text + "}"
+
+
+def _fill(line: str, fills: dict[str, str]) -> str:
+    for key, value in fills.items():
+        line = line.replace(key, value)
+    return line
+
+
+def _first_error(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    error = next((ln.strip() for ln in lines if ln.startswith("ERROR")), None)
+    return f" ({error[:200]})" if error else ""
