@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,18 +211,8 @@ def test_on_target_in_package_is_the_repositorys(built: Build):
     assert (built.package_dir / "on_target.py").read_bytes() == (REPO / "on_target.py").read_bytes()
 
 
-# Which step each setting feeds first; every later step in the chain depends on it too.
-FIRST_STEP = {
-    "test_size": "data", "split_random_state": "data",
-    "seed": "train", "epochs": "train", "lr": "train", "batch_size": "train", "validation_split": "train",
-    "sparsity": "train", "pruning_begin_step": "train", "pruning_frequency": "train",
-    "board": "convert", "reuse_factor": "convert", "default_precision": "convert",
-    "exp_table_t": "convert", "inv_table_t": "convert",
-    "rtl_random_samples": "csim", "latency_cutoff": "rtl",
-}
 # Settings that choose values or places but are not themselves inputs of any step's result.
 NOT_AN_INPUT = {"recipe", "rtl", "output_dir", "package_dir"}
-CHAIN = ("data", "train", "convert", "csim", "rtl")
 
 
 def _changed(config, name):
@@ -231,41 +223,74 @@ def _changed(config, name):
         return {"board": "zcu102", "recipe": "article"}.get(name, value.replace("<1", "<2") if "<1" in value else value + "x")
     if isinstance(value, float):
         return value / 2
+    if isinstance(value, tuple):
+        return value + value[-1:]
     return value + 1
 
 
-def _dependents(first: str) -> set[str]:
-    steps = set(CHAIN[CHAIN.index(first):])
-    return steps | ({"bitstream"} if steps & {"data", "train", "convert"} else set())
+def _dependents(*first: str) -> set[str]:
+    """The cached steps whose key must change when the inputs of the steps ``first`` change."""
+    from iris_fpga.build.steps import STEPS
+
+    out = set(first)
+    for step in STEPS:  # the table's order puts every step after its upstream steps
+        if out & set(step.upstream):
+            out.add(step.name)
+    return {step.name for step in STEPS if step.cached and step.name in out}
+
+
+def test_the_table_declares_the_known_dataflow():
+    assert _dependents("data") == {"data", "train", "convert", "csim", "rtl", "bitstream"}
+    assert _dependents("convert") == {"convert", "csim", "rtl", "bitstream"}
+    assert _dependents("csim") == {"csim", "rtl"}
+    assert _dependents("rtl") == {"rtl"}
+    assert _dependents("package") == set()
 
 
 def test_every_setting_invalidates_exactly_the_steps_that_depend_on_it():
     import dataclasses
 
     from BuildModel import BuildModel
+    from iris_fpga.build.steps import STEPS
     from iris_fpga.config import BuildConfig
 
+    declared: dict[str, set[str]] = {}
+    for step in STEPS:
+        for name in step.settings:
+            declared.setdefault(name, set()).add(step.name)
+    fields = {f.name for f in dataclasses.fields(BuildConfig)}
+    assert set(declared) | NOT_AN_INPUT == fields and not set(declared) & NOT_AN_INPUT
     base = BuildConfig()
-    assert {f.name for f in dataclasses.fields(BuildConfig)} == set(FIRST_STEP) | NOT_AN_INPUT
     base_keys = BuildModel(base).keys()
-    for name, first in FIRST_STEP.items():
+    for name, steps in declared.items():
         keys = BuildModel(dataclasses.replace(base, **{name: _changed(base, name)})).keys()
-        changed = {step for step in keys if keys[step] != base_keys[step]}
-        assert changed == _dependents(first), name
+        assert {step for step in keys if keys[step] != base_keys[step]} == _dependents(*steps), name
     for name in NOT_AN_INPUT:
         keys = BuildModel(dataclasses.replace(base, **{name: _changed(base, name)})).keys()
         assert keys == base_keys, name
 
 
-def test_a_new_package_version_invalidates_its_steps(monkeypatch):
-    import BuildModel as buildmodel
+def test_a_new_package_version_invalidates_its_steps():
+    from iris_fpga.build.steps import STEPS
+    from iris_fpga.cache import cache_keys
+    from iris_fpga.config import BuildConfig
+    from iris_fpga.versions import versions_of
 
-    base_keys = buildmodel.BuildModel(buildmodel.BuildConfig()).keys()
-    real = buildmodel.package_versions
+    names = {name for step in STEPS for name in step.versions}
+    versions = versions_of(tuple(sorted(names)))
+    base_keys = cache_keys(STEPS, BuildConfig(), versions)
+    for name in names:
+        keys = cache_keys(STEPS, BuildConfig(), {**versions, name: "9.9.9"})
+        users = {step.name for step in STEPS if name in step.versions}
+        assert {s for s in keys if keys[s] != base_keys[s]} == _dependents(*users), name
+    keys = cache_keys(STEPS, BuildConfig(), {**versions, "hls4ml": "9.9.9"})
+    assert {s for s in keys if keys[s] != base_keys[s]} == {"convert", "csim", "rtl", "bitstream"}
 
-    def newer_hls4ml(*names):
-        return {**real(*names), "hls4ml": "9.9.9"}
 
-    monkeypatch.setattr(buildmodel, "package_versions", newer_hls4ml)
-    keys = buildmodel.BuildModel(buildmodel.BuildConfig()).keys()
-    assert {s for s in keys if keys[s] != base_keys[s]} == _dependents("convert")
+def test_cache_keys_need_no_tensorflow():
+    code = ("import sys, BuildModel; from iris_fpga.config import BuildConfig; "
+            "BuildModel.BuildModel(BuildConfig()).keys(); "
+            "heavy = [m for m in ('tensorflow', 'tf_keras', 'hls4ml', 'qkeras') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
