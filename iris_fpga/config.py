@@ -8,7 +8,6 @@ so it never prunes.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from typing import Any
 
@@ -45,6 +44,7 @@ BOARDS = ("pynq-z2",)
 ACCELERATORS = ("hls",)  # hls4ml's VivadoAccelerator IP; the project's own Verilog IP comes later
 MAX_REUSE_FACTOR = 1 << 16  # hls4ml writes it into C++ as an unsigned; far beyond any layer's size
 MAX_SEED = (1 << 32) - 1  # numpy's and TensorFlow's seeds are 32-bit
+MAX_LR = 3.4028234663852886e38  # the largest float32: TensorFlow holds the learning rate as one
 # ap_fixed<W,I[,Q[,O[,N]]]> as hls4ml and Vivado HLS read it; W up to AP_INT_MAX_W (1024).
 FIXED_TYPE = re.compile(
     r"(?:ap_)?u?fixed<\s*(?P<width>\d{1,4})\s*,\s*(?P<integer>-?\d{1,4})\s*"
@@ -97,7 +97,8 @@ class BuildConfig:
         """Reject impossible values with a message naming the fix (exit code 2), before any work."""
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
-            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be positive and finite (got {self.lr})"),
+            (0 < self.lr <= MAX_LR, f"--lr must be positive and finite, at most {MAX_LR:.4g} (a float32) "
+             f"(got {self.lr})"),
             (0 <= self.sparsity < 1, f"--sparsity must be in [0, 1) (got {self.sparsity})"),
             (0 <= self.seed <= MAX_SEED, f"--seed must be an integer from 0 to {MAX_SEED} (got {self.seed})"),
             (1 <= self.reuse_factor <= MAX_REUSE_FACTOR,

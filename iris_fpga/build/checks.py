@@ -36,3 +36,9 @@ def out_of_range(x: np.ndarray, t: FixedType) -> list[int]:
     x = np.asarray(x, dtype=np.float64)
     bad = ~np.isfinite(x) | (x < low) | (x >= high)
     return [int(i) for i in np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))]
+
+
+def sample_list(indices: list[int], most: int = 10) -> str:
+    """"2, 24" or "1, 2, ... (15 in all)": sample numbers for a message."""
+    shown = ", ".join(map(str, indices[:most]))
+    return shown if len(indices) <= most else f"{shown}, ... ({len(indices)} in all)"

@@ -14,7 +14,7 @@ import numpy as np
 
 from iris_fpga import data as iris_data
 from iris_fpga.build import records
-from iris_fpga.build.checks import input_range, non_finite_layers, out_of_range
+from iris_fpga.build.checks import input_range, non_finite_layers, out_of_range, sample_list
 from iris_fpga.build.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, Step
 from iris_fpga.contract import BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE
 from iris_fpga.errors import ExitCode, ToolError
@@ -136,11 +136,10 @@ def ip_interface(hls_model, X_test: np.ndarray) -> dict:
     outside = out_of_range(X_test, fixed)
     if outside:
         low, high = input_range(fixed)
-        shown = ", ".join(map(str, outside[:10])) + (" ..." if len(outside) > 10 else "")
         action = "wraps" if fixed.saturation == "WRAP" else "saturates"
         log.warning("          %d of %d test inputs hold values outside %s's range [%g, %g): samples %s; the IP "
                     "%s them, so its outputs for them are not the trained network's",
-                    len(outside), len(X_test), input_type, low, high, shown, action)
+                    len(outside), len(X_test), input_type, low, high, sample_list(outside), action)
     return {"n_in": int(source.size()), "n_out": int(sink.size()), "input_type": input_type,
             "inputs_out_of_range": outside}
 
@@ -148,8 +147,13 @@ def ip_interface(hls_model, X_test: np.ndarray) -> dict:
 def accuracy_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     acc = result["accuracy"]
     n_test = build.results.get("data", {}).get("n_test", 0)
-    return [("accuracy", f"Keras {100 * acc['keras']:.2f}%, C-simulation {100 * acc['csim']:.2f}% on {n_test} "
-                         f"test samples; classes agree on {100 * acc['agreement']:.2f}%")]
+    lines = [("accuracy", f"Keras {100 * acc['keras']:.2f}%, C-simulation {100 * acc['csim']:.2f}% on {n_test} "
+                          f"test samples; classes agree on {100 * acc['agreement']:.2f}%")]
+    outside = result["inputs_out_of_range"]
+    if outside:
+        lines.append(("inputs", f"{len(outside)} test samples hold values outside {result['input_type']}'s range "
+                                f"(samples {sample_list(outside)})"))
+    return lines
 
 
 # -- rtl, bitstream ---------------------------------------------------------------------------
