@@ -68,13 +68,13 @@ class BuildModel(Build):
             check_package_dir(self.package_dir)
 
     def gather(self, active: list[Step], start: str) -> None:
-        """Results of the cached steps that do not run now, for the steps that do.
+        """Results of the cached steps before the last active one that do not run now.
 
         A step before ``--from`` must have finished with today's settings, unless it is not part
         of this run or may skip; the result of any other earlier run is used when still valid.
         """
         running = {step.name for step in active}
-        for step in STEPS:
+        for step in STEPS[: STEP_NAMES.index(active[-1].name)]:
             if step.name in running or step.name not in self.step_keys:
                 continue
             result = self.state.reusable(step.name, self.step_keys[step.name])
