@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from iris_fpga.fileio import atomic_write_json, sha256_file
 
@@ -17,6 +17,26 @@ from iris_fpga.fileio import atomic_write_json, sha256_file
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cache_keys(steps: Sequence, config, versions: Mapping[str, str]) -> dict[str, str]:
+    """The key of every cached step of the table ``steps`` (in order, so upstream keys come first).
+
+    A key hashes the step's name, its upstream steps' keys, the settings it declares and the
+    versions of the packages it declares (``versions`` maps every declared name to its version),
+    and the project's own code it declares.
+    """
+    keys: dict[str, str] = {}
+    for step in steps:
+        if step.cached:
+            keys[step.name] = fingerprint(
+                step.name,
+                [keys[name] for name in step.upstream],
+                config.subset(*step.settings),
+                {name: versions[name] for name in step.versions},
+                *step.code,
+            )
+    return keys
 
 
 class StepState:

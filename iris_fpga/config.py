@@ -8,6 +8,7 @@ so it never prunes.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from iris_fpga.errors import ExitCode, ToolError
@@ -37,6 +38,21 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 DENSE_LAYERS = ("fc1", "fc2", "fc3", "output")
 
+# Boards that work end to end: on_target.py drives a PYNQ-Z2 (it checks the bitstream's part,
+# xc7z020). hls4ml knows others (zcu102, Alveo cards), whose packages no board script here runs.
+BOARDS = ("pynq-z2",)
+ACCELERATORS = ("hls",)  # hls4ml's VivadoAccelerator IP; the project's own Verilog IP comes later
+MAX_REUSE_FACTOR = 1 << 16  # hls4ml writes it into C++ as an unsigned; far beyond any layer's size
+MAX_SEED = (1 << 32) - 1  # numpy's and TensorFlow's seeds are 32-bit
+MAX_LR = 3.4028234663852886e38  # the largest float32: TensorFlow holds the learning rate as one
+# ap_fixed<W,I[,Q[,O[,N]]]> as hls4ml and Vivado HLS read it; W up to AP_INT_MAX_W (1024).
+FIXED_TYPE = re.compile(
+    r"(?:ap_)?u?fixed<\s*(?P<width>\d{1,4})\s*,\s*(?P<integer>-?\d{1,4})\s*"
+    r"(?:,\s*(?:AP_)?(?:TRN|TRN_ZERO|RND|RND_ZERO|RND_INF|RND_MIN_INF|RND_CONV)\s*"
+    r"(?:,\s*(?:AP_)?(?:WRAP|SAT|SAT_ZERO|SAT_SYM)\s*(?:,\s*(?P<sat_bits>\d{1,4})\s*)?)?)?>"
+)
+MAX_FIXED_WIDTH = 1024
+
 
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
@@ -64,6 +80,8 @@ class BuildConfig:
     rtl: bool = False
     latency_cutoff: int = 5
     rtl_random_samples: int = 2000
+    # the IP the package carries (manifest.json "accelerator")
+    accelerator: str = "hls"
     # where things go
     output_dir: str = "hls4ml_prj_pynq"
     package_dir: str = "package"
@@ -76,26 +94,29 @@ class BuildConfig:
         return cls(recipe=recipe, **{**RECIPES[recipe], **given}).validated()
 
     def validated(self) -> "BuildConfig":
-        """Reject impossible values with a message naming the fix (exit code 2)."""
+        """Reject impossible values with a message naming the fix (exit code 2), before any work."""
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
-            (self.lr > 0, f"--lr must be positive (got {self.lr})"),
+            (0 < self.lr <= MAX_LR, f"--lr must be positive and finite, at most {MAX_LR:.4g} (a float32) "
+             f"(got {self.lr})"),
             (0 <= self.sparsity < 1, f"--sparsity must be in [0, 1) (got {self.sparsity})"),
-            (self.seed >= 0, f"--seed must be a non-negative integer (got {self.seed})"),
-            (self.reuse_factor >= 1, f"--reuse-factor must be at least 1 (got {self.reuse_factor})"),
+            (0 <= self.seed <= MAX_SEED, f"--seed must be an integer from 0 to {MAX_SEED} (got {self.seed})"),
+            (1 <= self.reuse_factor <= MAX_REUSE_FACTOR,
+             f"--reuse-factor must be at least 1 and at most {MAX_REUSE_FACTOR} (got {self.reuse_factor})"),
             (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
             (0 < self.validation_split < 1, f"validation split must be in (0, 1) (got {self.validation_split})"),
             (self.latency_cutoff >= 0, f"--latency-cutoff must be >= 0 (got {self.latency_cutoff})"),
             (self.rtl_random_samples >= 0, f"--rtl-random must be >= 0 (got {self.rtl_random_samples})"),
+            (self.board in BOARDS, f"unknown board {self.board!r} for this tool: it builds end to end only for "
+             f"{', '.join(BOARDS)} (on_target.py drives a PYNQ-Z2, part xc7z020)"),
+            (self.accelerator in ACCELERATORS,
+             f"accelerator {self.accelerator!r} is not available: choose {', '.join(ACCELERATORS)}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ToolError(message, ExitCode.USAGE)
         for name in ("default_precision", "exp_table_t", "inv_table_t"):
-            value = getattr(self, name)
-            if not (value.startswith(("ap_fixed<", "fixed<", "ap_ufixed<", "ufixed<")) and value.endswith(">")):
-                option = "--" + name.replace("_", "-")
-                raise ToolError(f"{option} must be a fixed-point type such as ap_fixed<16,6> (got {value!r})")
+            check_fixed_type("--" + name.replace("_", "-"), getattr(self, name))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,3 +133,15 @@ class BuildConfig:
     def subset(self, *names: str) -> dict[str, Any]:
         """The settings a step depends on, for its cache key."""
         return {name: getattr(self, name) for name in names}
+
+
+def check_fixed_type(option: str, value: str) -> None:
+    """Refuse a fixed-point type string that hls4ml or the C++ compiler would choke on later."""
+    match = FIXED_TYPE.fullmatch(value) if isinstance(value, str) else None
+    width = int(match["width"]) if match else 0
+    sat_bits = int(match["sat_bits"] or 0) if match else 0
+    if not (match and 1 <= width <= MAX_FIXED_WIDTH and abs(int(match["integer"])) <= MAX_FIXED_WIDTH
+            and sat_bits <= width):
+        raise ToolError(f"{option} must be a fixed-point type ap_fixed<W,I> or ap_ufixed<W,I> (optionally with "
+                        f"rounding and overflow modes), W from 1 to {MAX_FIXED_WIDTH}, such as ap_fixed<16,6> "
+                        f"(got {value!r})", ExitCode.USAGE)

@@ -16,6 +16,7 @@ PACKAGES = (
     "scikit-learn",
     "numpy",
 )
+COMPILER = "g++"  # the C-simulation library depends on it: a "version" like the packages'
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,3 +38,11 @@ def compiler_version(compiler: str = "g++") -> str:
         return "not found"
     result = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     return (result.stdout.splitlines() or ["unknown"])[0]
+
+
+def versions_of(names: tuple[str, ...]) -> dict[str, str]:
+    """Versions of ``names``: Python distributions, and ``g++`` (its first ``--version`` line)."""
+    found = dict(package_versions(tuple(name for name in names if name != COMPILER)))
+    if COMPILER in names:
+        found[COMPILER] = compiler_version()
+    return found

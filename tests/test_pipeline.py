@@ -5,10 +5,14 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, Build, run_buildmodel
 from iris_fpga.fileio import sha256_file
@@ -99,12 +103,21 @@ def test_changed_setting_redoes_exactly_what_depends_on_it(built: Build, tmp_pat
     old_id = build.manifest["build_id"]
     (build.package_dir / "y_hw.npy").write_bytes((build.package_dir / "y_hls.npy").read_bytes())
     (build.package_dir / "y_hw.json").write_text(json.dumps({"build_id": old_id}))
-    result = run_buildmodel("--to", "package", "--reuse-factor", "256", cwd=build.root)
+    # ap_fixed<16,2> holds [-2, 2): some standardized test samples lie outside; the run completes
+    result = run_buildmodel("--to", "package", "--reuse-factor", "256", "--default-precision", "ap_fixed<16,2>",
+                            cwd=build.root)
     assert result.returncode == 0, result.stderr
     assert "data      reused" in result.stdout and "train     reused" in result.stdout
     assert "convert   done" in result.stdout and "csim      done" in result.stdout
     manifest = build.manifest
     assert manifest["build_id"] != old_id and manifest["settings"]["reuse_factor"] == 256
+    assert manifest["input_type"] == "ap_fixed<16,2>"
+    X = np.load(build.package_dir / "X_test.npy")
+    outside = [int(i) for i in np.flatnonzero(((X < -2) | (X >= 2)).any(axis=1))]
+    assert outside, "the test set no longer reaches beyond [-2, 2): choose a narrower type"
+    named = ", ".join(map(str, outside))
+    assert f"{len(outside)} of {len(X)} test inputs hold values outside ap_fixed<16,2>'s range [-2, 2): " \
+        f"samples {named}; the IP wraps them" in result.stdout
     assert "ReuseFactor 256" in (build.output_dir / "hls4ml_config.yml").read_text().replace(":", "")
     # the other build's hardware result is kept, but never looks current
     assert not (build.package_dir / "y_hw.npy").exists()
@@ -127,14 +140,42 @@ def test_changed_setting_redoes_exactly_what_depends_on_it(built: Build, tmp_pat
         (["--from", "package", "--to", "train"], "--from package comes after --to train"),
         (["--from", "convert"], "--from convert needs the outputs of step 'data'"),
         (["--from", "deploy"], "runs no step (deploy: no board named (add --host))"),
+        (["--lr", "inf"], "--lr must be positive and finite"),
+        (["--lr", "nan"], "--lr must be positive and finite"),
+        (["--lr", "1e39"], "--lr must be positive and finite"),
+        (["--epochs", "inf"], "invalid int value: 'inf'"),
+        (["--sparsity", "nan"], "--sparsity must be in [0, 1)"),
+        (["--sparsity", "inf"], "--sparsity must be in [0, 1)"),
+        (["--reuse-factor", "65537"], "at most 65536"),
+        (["--reuse-factor", "1000000000000000000000"], "at most 65536"),
+        (["--seed", "4294967296"], "--seed must be an integer from 0 to 4294967295"),
+        (["--default-precision", "ap_fixed<>"], "--default-precision must be a fixed-point type"),
+        (["--default-precision", "ap_fixed<16,6"], "--default-precision must be a fixed-point type"),
+        (["--default-precision", "ap_fixed<0,0>"], "--default-precision must be a fixed-point type"),
+        (["--default-precision", "ap_fixed<16,6,AP_RND,AP_SAT,17>"], "--default-precision must be"),
+        (["--exp-table-t", "ap_fixed<18>"], "--exp-table-t must be a fixed-point type"),
+        (["--inv-table-t", "float"], "--inv-table-t must be a fixed-point type"),
+        (["--board", "zcu102"], "unknown board 'zcu102' for this tool: it builds end to end only for pynq-z2"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    result = run_buildmodel(*args, cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, message):
+    import BuildModel as buildmodel
+
+    monkeypatch.chdir(tmp_path)
+    assert buildmodel.main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not (tmp_path / "package").exists()
+    assert not (tmp_path / "hls4ml_prj_pynq" / "pipeline").exists()  # refused before any work
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    for args, message in ((["--lr", "inf"], "--lr must be positive and finite"),
+                          (["--default-precision", "ap_fixed<>"], "--default-precision must be a fixed-point type")):
+        result = run_buildmodel(*args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr
+        assert result.stderr.startswith("error: ") and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -209,18 +250,156 @@ def test_on_target_in_package_is_the_repositorys(built: Build):
     assert (built.package_dir / "on_target.py").read_bytes() == (REPO / "on_target.py").read_bytes()
 
 
-# Which step each setting feeds first; every later step in the chain depends on it too.
-FIRST_STEP = {
-    "test_size": "data", "split_random_state": "data",
-    "seed": "train", "epochs": "train", "lr": "train", "batch_size": "train", "validation_split": "train",
-    "sparsity": "train", "pruning_begin_step": "train", "pruning_frequency": "train",
-    "board": "convert", "reuse_factor": "convert", "default_precision": "convert",
-    "exp_table_t": "convert", "inv_table_t": "convert",
-    "rtl_random_samples": "csim", "latency_cutoff": "rtl",
-}
+def test_package_describes_itself(built: Build):
+    from iris_fpga.hls import board_part
+
+    manifest = built.manifest
+    X = np.load(built.package_dir / "X_test.npy", allow_pickle=False)
+    y = np.load(built.package_dir / "y_test.npy", allow_pickle=False)
+    assert manifest["accelerator"] == manifest["settings"]["accelerator"] == "hls"
+    assert manifest["part"] == board_part(manifest["settings"]["board"]) and "7z020" in manifest["part"]
+    assert (manifest["n_in"], manifest["n_out"]) == (X.shape[1], y.shape[1])
+    # the hls4ml input layer's type is the model's default precision, written as the C++ type
+    assert manifest["input_type"] == manifest["settings"]["default_precision"]
+    emulated = json.loads((built.package_dir / "emulation" / "accelerator.json").read_text())
+    assert (emulated["n_in"], emulated["n_out"]) == (manifest["n_in"], manifest["n_out"])  # from the IP's header
+
+
+def test_build_id_parts_recombine_into_the_build_id(built: Build):
+    from iris_fpga.build.records import BUILD_ID_PARTS, build_id
+
+    manifest = built.manifest
+    parts = manifest["build_id_parts"]
+    assert set(parts) == set(BUILD_ID_PARTS)
+    assert parts["weights_sha256"] == sha256_file(built.output_dir / "pipeline" / "weights.npz")
+    assert parts["hls_config_sha256"] == sha256_file(built.output_dir / "pipeline" / "hls_config.json")
+    assert {**parts["versions"], "g++": parts["compiler"]} == manifest["versions"]
+    assert build_id(parts) == manifest["build_id"]
+    assert build_id({**parts, "compiler": "g++ 0.0"}) != manifest["build_id"]
+
+
+def test_inputs_of_the_test_set_fit_the_input_type(built: Build):
+    state = json.loads((built.output_dir / "pipeline" / "state.json").read_text())
+    assert state["csim"]["result"]["inputs_out_of_range"] == []
+    assert "outside" not in built.stdout
+
+
+def test_input_range_of_ap_fixed_16_6():
+    from iris_fpga.build.checks import input_range, out_of_range
+    from iris_fpga.rtl.fixedpoint import FixedType
+
+    t = FixedType(signed=True, width=16, integer=6)  # ap_fixed<16,6>: truncates, wraps
+    assert input_range(t) == (-32.0, 32.0)
+    x = np.array([[0, 1, -1, 3], [-32, 31.999, 0, 0], [32, 0, 0, 0], [0, -32.001, 0, 0],
+                  [np.nan, 0, 0, 0], [0, 0, 0, -np.inf]])
+    assert out_of_range(x, t) == [2, 3, 4, 5]
+    assert out_of_range(x[:2].astype(np.float32), t) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(signed=st.booleans(), width=st.integers(2, 24), integer=st.integers(-4, 30),
+       saturation=st.sampled_from(["WRAP", "SAT"]), edge=st.sampled_from([None, "low", "high"]),
+       quarter_steps=st.one_of(st.integers(-8, 8), st.integers(-(1 << 46), 1 << 46)))
+def test_out_of_range_means_the_cast_changes_the_value(signed, width, integer, saturation, edge, quarter_steps):
+    """Counted exactly when ap_fixed's cast (FixedType, bit-exact with the C-simulation) wraps or saturates."""
+    from iris_fpga.build.checks import out_of_range
+    from iris_fpga.rtl.fixedpoint import FixedType
+
+    t = FixedType(signed=signed, width=width, integer=integer, saturation=saturation)
+    start = {None: 0, "low": t.code_min, "high": t.code_max + 1}[edge] * 2.0 ** -t.frac
+    value = start + quarter_steps * 2.0 ** -(t.frac + 2)  # quarter steps from an edge
+    wide = FixedType(signed=True, width=width + 24, integer=integer + 24)  # same step, far wider range
+    assume(abs(value) < 2.0 ** (integer + 20))
+    held = t.values(t.quantize_float(value)) == wide.values(wide.quantize_float(value))
+    assert (out_of_range(np.array([[value]]), t) == []) == bool(held)
+
+
+def _parses(*argv: str) -> bool:
+    """True when BuildModel accepts the options; a refusal must be one line with exit code 2."""
+    from BuildModel import parse_args
+    from iris_fpga.errors import ExitCode, ToolError
+
+    try:
+        parse_args(list(argv))
+    except ToolError as exc:
+        assert exc.code == ExitCode.USAGE and "\n" not in str(exc)
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(lr=st.floats(allow_nan=True, allow_infinity=True), sparsity=st.floats(allow_nan=True, allow_infinity=True))
+def test_lr_and_sparsity_accepted_exactly_when_sensible(lr, sparsity):
+    assert _parses("--lr", repr(lr)) == (0 < lr <= float(np.finfo(np.float32).max))
+    assert _parses("--sparsity", repr(sparsity)) == (0 <= sparsity < 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reuse=st.one_of(st.integers(-10, 70000), st.integers(-(10**30), 10**30)))
+def test_reuse_factor_accepted_exactly_from_1_to_65536(reuse):
+    assert _parses("--reuse-factor", str(reuse)) == (1 <= reuse <= 65536)
+
+
+FIXED_NAMES = ("ap_fixed", "ap_ufixed", "fixed", "ufixed")
+ROUNDING = ("AP_TRN", "TRN_ZERO", "AP_RND", "RND_CONV", "AP_RND_MIN_INF")
+SATURATION = ("AP_WRAP", "AP_SAT", "SAT_SYM")
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(FIXED_NAMES + ("ap_int", "ac_fixed", "float", "ap_fixed_")),
+       width=st.integers(-3, 1100), integer=st.integers(-1100, 1100),
+       rounding=st.sampled_from(ROUNDING + ("AP_FOO", "rnd", "")), saturation=st.sampled_from(SATURATION + ("AP_WRAP_SM", "7")),
+       sat_bits=st.integers(0, 1100), extra=st.integers(0, 3), closed=st.booleans())
+def test_fixed_point_types_accepted_exactly_when_well_formed(name, width, integer, rounding, saturation, sat_bits,
+                                                             extra, closed):
+    """Accepted exactly when the type is well formed, and then hls4ml's own parser reads the same type."""
+    from hls4ml.backends.fpga.fpga_backend import FPGABackend
+    from hls4ml.model.types import FixedPrecisionType
+
+    fields = [str(width), str(integer), rounding, saturation, str(sat_bits)][: 2 + extra]
+    text = f"{name}<{','.join(fields)}" + (">" if closed else "")
+    well_formed = (name in FIXED_NAMES and closed and 1 <= width <= 1024 and abs(integer) <= 1024
+                   and (extra < 1 or rounding in ROUNDING) and (extra < 2 or saturation in SATURATION)
+                   and (extra < 3 or sat_bits <= width))
+    assert _parses("--default-precision", text) == well_formed, text
+    if well_formed:
+        parsed = FPGABackend.convert_precision_string(text)
+        assert isinstance(parsed, FixedPrecisionType)
+        assert (parsed.width, parsed.integer, parsed.signed) == (width, integer, "u" not in name)
+
+
+def test_help_states_the_limits(capsys):
+    from BuildModel import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "1 to 65536" in text and "only pynq-z2 works end to end" in text
+
+
+def test_training_that_diverges_is_never_cached(tmp_path):
+    """Non-finite weights (injected into the real training's result) stop the run before anything is kept."""
+    inject = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "import numpy as np; import iris_fpga.model as m; real = m.train\n"
+        "def train(*args):\n"
+        "    model, history = real(*args)\n"
+        "    w = model.get_layer('fc2').get_weights(); w[0][0, 0] = np.nan; model.get_layer('fc2').set_weights(w)\n"
+        "    return model, history\n"
+        "m.train = train\n"
+        "import BuildModel; sys.exit(BuildModel.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", inject, "--to", "train", "--epochs", "1"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged: layer fc2 has non-finite weights") and "--lr" in line
+    work = tmp_path / "hls4ml_prj_pynq" / "pipeline"
+    assert "train" not in json.loads((work / "state.json").read_text()) and not (work / "weights.npz").exists()
+
+
 # Settings that choose values or places but are not themselves inputs of any step's result.
 NOT_AN_INPUT = {"recipe", "rtl", "output_dir", "package_dir"}
-CHAIN = ("data", "train", "convert", "csim", "rtl")
 
 
 def _changed(config, name):
@@ -231,41 +410,74 @@ def _changed(config, name):
         return {"board": "zcu102", "recipe": "article"}.get(name, value.replace("<1", "<2") if "<1" in value else value + "x")
     if isinstance(value, float):
         return value / 2
+    if isinstance(value, tuple):
+        return value + value[-1:]
     return value + 1
 
 
-def _dependents(first: str) -> set[str]:
-    steps = set(CHAIN[CHAIN.index(first):])
-    return steps | ({"bitstream"} if steps & {"data", "train", "convert"} else set())
+def _dependents(*first: str) -> set[str]:
+    """The cached steps whose key must change when the inputs of the steps ``first`` change."""
+    from iris_fpga.build.steps import STEPS
+
+    out = set(first)
+    for step in STEPS:  # the table's order puts every step after its upstream steps
+        if out & set(step.upstream):
+            out.add(step.name)
+    return {step.name for step in STEPS if step.cached and step.name in out}
+
+
+def test_the_table_declares_the_known_dataflow():
+    assert _dependents("data") == {"data", "train", "convert", "csim", "rtl", "bitstream"}
+    assert _dependents("convert") == {"convert", "csim", "rtl", "bitstream"}
+    assert _dependents("csim") == {"csim", "rtl"}
+    assert _dependents("rtl") == {"rtl"}
+    assert _dependents("package") == set()
 
 
 def test_every_setting_invalidates_exactly_the_steps_that_depend_on_it():
     import dataclasses
 
     from BuildModel import BuildModel
+    from iris_fpga.build.steps import STEPS
     from iris_fpga.config import BuildConfig
 
+    declared: dict[str, set[str]] = {}
+    for step in STEPS:
+        for name in step.settings:
+            declared.setdefault(name, set()).add(step.name)
+    fields = {f.name for f in dataclasses.fields(BuildConfig)}
+    assert set(declared) | NOT_AN_INPUT == fields and not set(declared) & NOT_AN_INPUT
     base = BuildConfig()
-    assert {f.name for f in dataclasses.fields(BuildConfig)} == set(FIRST_STEP) | NOT_AN_INPUT
     base_keys = BuildModel(base).keys()
-    for name, first in FIRST_STEP.items():
+    for name, steps in declared.items():
         keys = BuildModel(dataclasses.replace(base, **{name: _changed(base, name)})).keys()
-        changed = {step for step in keys if keys[step] != base_keys[step]}
-        assert changed == _dependents(first), name
+        assert {step for step in keys if keys[step] != base_keys[step]} == _dependents(*steps), name
     for name in NOT_AN_INPUT:
         keys = BuildModel(dataclasses.replace(base, **{name: _changed(base, name)})).keys()
         assert keys == base_keys, name
 
 
-def test_a_new_package_version_invalidates_its_steps(monkeypatch):
-    import BuildModel as buildmodel
+def test_a_new_package_version_invalidates_its_steps():
+    from iris_fpga.build.steps import STEPS
+    from iris_fpga.cache import cache_keys
+    from iris_fpga.config import BuildConfig
+    from iris_fpga.versions import versions_of
 
-    base_keys = buildmodel.BuildModel(buildmodel.BuildConfig()).keys()
-    real = buildmodel.package_versions
+    names = {name for step in STEPS for name in step.versions}
+    versions = versions_of(tuple(sorted(names)))
+    base_keys = cache_keys(STEPS, BuildConfig(), versions)
+    for name in names:
+        keys = cache_keys(STEPS, BuildConfig(), {**versions, name: "9.9.9"})
+        users = {step.name for step in STEPS if name in step.versions}
+        assert {s for s in keys if keys[s] != base_keys[s]} == _dependents(*users), name
+    keys = cache_keys(STEPS, BuildConfig(), {**versions, "hls4ml": "9.9.9"})
+    assert {s for s in keys if keys[s] != base_keys[s]} == {"convert", "csim", "rtl", "bitstream"}
 
-    def newer_hls4ml(*names):
-        return {**real(*names), "hls4ml": "9.9.9"}
 
-    monkeypatch.setattr(buildmodel, "package_versions", newer_hls4ml)
-    keys = buildmodel.BuildModel(buildmodel.BuildConfig()).keys()
-    assert {s for s in keys if keys[s] != base_keys[s]} == _dependents("convert")
+def test_cache_keys_need_no_tensorflow():
+    code = ("import sys, BuildModel; from iris_fpga.config import BuildConfig; "
+            "BuildModel.BuildModel(BuildConfig()).keys(); "
+            "heavy = [m for m in ('tensorflow', 'tf_keras', 'hls4ml', 'qkeras') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

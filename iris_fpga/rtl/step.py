@@ -5,12 +5,13 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import atomic_write_json, sha256_file
+from iris_fpga.fileio import atomic_write_json
 from iris_fpga.rtl import report as rpt
 from iris_fpga.rtl import simulate, synth
 from iris_fpga.rtl.export import GRAPH_FORMAT
@@ -39,36 +40,100 @@ def run_rtl(
     """
     started = time.monotonic()
     graph_path, rtl_dir, estimate_path = Path(graph_path), Path(rtl_dir), Path(estimate_path)
+    check_arguments(latency_cutoff, part, synthesize)
+    estimate_path.parent.mkdir(parents=True, exist_ok=True)
+    estimate_path.unlink(missing_ok=True)  # never leave an estimate from another graph behind a failure
+    reference = Reference.load(graph_path)
+    seconds: dict[str, float] = {}
+    comb = trace_datapath(reference, seconds)
+    model, cycles = write_and_build(comb, rtl_dir, latency_cutoff, part, seconds)
+    t = time.monotonic()
+    exact = reference.check(lambda x: simulate.simulate(model, x), "the Verilog (Verilator)")
+    seconds["simulation"] = time.monotonic() - t
+    log.info("rtl: Verilog equals the C-simulation: %s",
+             ", ".join(f"{v['matched']}/{v['total']} {k}" for k, v in exact.items()))
+    synthesis = synth.synthesize(rtl_dir, simulate.TOP) if synthesize else None
+    if synthesis:
+        seconds["yosys"] = synthesis["seconds"]
+    seconds["total"] = time.monotonic() - started
+    da4ml_estimate = {"LUT": round(comb.cost), "FF": int(getattr(model._pipe, "reg_bits", 0)) if cycles else 0}
+    report = rpt.build_report(graph_path, reference.graph, latency_cutoff=latency_cutoff, part=part, cycles=cycles,
+                              exact=exact, synthesis=synthesis, da4ml_estimate=da4ml_estimate, seconds=seconds,
+                              rtl_dir=rtl_dir)
+    atomic_write_json(estimate_path, report)
+    log.info("%s", report["headline"])
+    return report
+
+
+def check_arguments(latency_cutoff: int, part: str, synthesize: bool) -> None:
     if latency_cutoff < 0:
         raise ToolError(f"rtl: latency cutoff must be 0 (combinational) or more, not {latency_cutoff}", ExitCode.USAGE)
     if synthesize and not part.lower().startswith("xc7"):
         raise ToolError(f"rtl: part {part} is not a Xilinx 7-series device and synthesis targets xc7 only: "
                         "leave out --rtl for this board", ExitCode.USAGE)
-    estimate_path.parent.mkdir(parents=True, exist_ok=True)
-    if estimate_path.exists():
-        estimate_path.unlink()  # never leave an estimate from another graph behind a failure
-    graph = load_graph(graph_path)
-    seconds: dict[str, float] = {}
 
+
+@dataclass(frozen=True)
+class Reference:
+    """The exported graph and what the C-simulation computed for its input sets (integer codes)."""
+
+    path: Path
+    graph: dict
+    sets: dict  # {set name: (input codes, output codes)}, empty sets left out
+    in_type: FixedType
+    out_type: FixedType
+
+    @classmethod
+    def load(cls, path: Path) -> "Reference":
+        graph = load_graph(path)
+        sets = {name: _set_arrays(graph, name) for name in SETS}
+        return cls(path, graph, {name: xy for name, xy in sets.items() if len(xy[0])},
+                   FixedType.from_dict(graph["input"]["type"]), FixedType.from_dict(graph["layers"][-1]["result_type"]))
+
+    def check(self, predict, what: str) -> dict:
+        """``predict`` (input values -> output values) on every set; raises naming the first differing sample."""
+        for name, (x, y) in self.sets.items():
+            got = _codes(predict(self.in_type.values(x)), self.out_type)
+            self.compare(got, y, x, name, what)
+        return {name: {"matched": int(len(y)), "total": int(len(y))} for name, (_, y) in self.sets.items()}
+
+    def compare(self, got, want, x, set_name: str, what: str) -> None:
+        same = (got == want).all(axis=1) if len(want) else np.array([], dtype=bool)
+        if got.shape == want.shape and same.all():
+            return
+        if got.shape != want.shape:
+            raise ToolError(f"rtl: {what} gives outputs of shape {got.shape}, the C-simulation {want.shape}",
+                            ExitCode.CHECK_FAILED)
+        bad = np.nonzero(~same)[0]
+        i = int(bad[0])
+        layer = self.graph["compared_layer"]
+        raise ToolError(
+            f"rtl: {what} differs from the C-simulation on {set_name} sample {i} "
+            f"({len(bad)} of {len(want)} {set_name} samples differ): input {_fmt(self.in_type.values(x[i]))}, "
+            f"RTL {layer} {_fmt(got[i] * 2.0**-self.out_type.frac)}, "
+            f"C-simulation {_fmt(self.out_type.values(want[i]))}",
+            ExitCode.CHECK_FAILED,
+        )
+
+
+def trace_datapath(reference: Reference, seconds: dict) -> object:
+    """da4ml's datapath from the graph, checked with da4ml's own interpreter: a wrong graph fails here
+    in a second, before Verilator."""
     from iris_fpga.rtl.datapath import build_comb_logic
 
     t = time.monotonic()
     try:
-        comb = build_comb_logic(graph)
+        comb = build_comb_logic(reference.graph)
     except (KeyError, TypeError, ValueError) as exc:  # a graph file edited by hand or truncated
-        raise ToolError(f"rtl: exported graph {graph_path} is inconsistent ({exc!r})", ExitCode.USAGE) from exc
+        raise ToolError(f"rtl: exported graph {reference.path} is inconsistent ({exc!r})", ExitCode.USAGE) from exc
     seconds["datapath"] = time.monotonic() - t
-    log.info("rtl: datapath traced with da4ml (its own estimate: %d LUT) in %.1f s",
-             round(comb.cost), seconds["datapath"])
-    sets = {name: _set_arrays(graph, name) for name in SETS}
-    in_type = FixedType.from_dict(graph["input"]["type"])
-    out_type = FixedType.from_dict(graph["layers"][-1]["result_type"])
-    # The datapath's own interpreter first: a wrong graph fails here in a second, before Verilator.
-    sets = {name: xy for name, xy in sets.items() if len(xy[0])}  # an empty set has nothing to compare
-    for name, (x, y) in sets.items():
-        got = _codes(comb.predict(in_type.values(x)), out_type)
-        _compare(got, y, x, name, in_type, out_type, graph, "the datapath rebuilt from the exported graph (da4ml)")
+    log.info("rtl: datapath traced with da4ml (its own estimate: %d LUT) in %.1f s", round(comb.cost), seconds["datapath"])
+    reference.check(comb.predict, "the datapath rebuilt from the exported graph (da4ml)")
+    return comb
 
+
+def write_and_build(comb, rtl_dir: Path, latency_cutoff: int, part: str, seconds: dict) -> tuple[object, int]:
+    """Verilog into ``rtl_dir`` and its Verilator simulation; returns the model and its pipeline stages."""
     prepare_dir(rtl_dir)
     t = time.monotonic()
     model = simulate.write_verilog(comb, rtl_dir, latency_cutoff, part)
@@ -76,72 +141,11 @@ def run_rtl(
     seconds["verilog"] = time.monotonic() - t
     log.info("rtl: Verilog written to %s (%s)", rtl_dir / "src",
              f"{cycles}-stage pipeline" if cycles else "combinational")
-
     t = time.monotonic()
     simulate.build_simulation(model)
     seconds["verilator_build"] = time.monotonic() - t
     log.info("rtl: Verilator build took %.1f s", seconds["verilator_build"])
-    t = time.monotonic()
-    exact = {}
-    for name, (x, y) in sets.items():
-        got = _codes(simulate.simulate(model, in_type.values(x)), out_type)
-        _compare(got, y, x, name, in_type, out_type, graph, "the Verilog (Verilator)")
-        exact[name] = {"matched": int(len(y)), "total": int(len(y))}
-    seconds["simulation"] = time.monotonic() - t
-    log.info("rtl: Verilog equals the C-simulation: %s",
-             ", ".join(f"{v['matched']}/{v['total']} {k}" for k, v in exact.items()))
-
-    device_name, capacity = rpt.device_for(part)
-    result = None
-    if synthesize:
-        result = synth.synthesize(rtl_dir, simulate.TOP)
-        seconds["yosys"] = result["seconds"]
-    resources = synth.resources(result["cells"]) if result else None
-    percent, fits = rpt.utilisation(resources, capacity) if resources else (None, None)
-    seconds["total"] = time.monotonic() - started
-    versions = rpt.tool_versions()
-    versions["yosys"] = result["yosys"] if result else None
-    report = {
-        "what_was_estimated": rpt.WHAT_WAS_ESTIMATED,
-        "settings": {
-            "latency_cutoff": latency_cutoff,
-            "part": part,
-            "synthesized": bool(synthesize),
-            "yosys_script": synth.RECIPE if synthesize else None,
-        },
-        "versions": versions,
-        "graph": {
-            "file": graph_path.name,
-            "sha256": sha256_file(graph_path),
-            "compared_layer": graph["compared_layer"],
-            "left_out": graph.get("left_out", []),
-            "source": graph.get("source", {}),
-        },
-        "latency_cycles": cycles,
-        "initiation_interval": 1,
-        "clock_note": "registered input and output; the output of a sample appears latency_cycles clocks after "
-        "the clock that samples its input, and a new sample is accepted every clock" if cycles else
-        "combinational: no clock, no registers",
-        "device": {"name": device_name, "capacity": capacity},
-        "resources": resources,
-        "cells": result["cells"] if result else None,
-        "utilisation_percent": percent,
-        "fits": fits,
-        "fits_rule": "LUT + INV, FF, DSP and BRAM each within the device (INV cells counted as LUTs: an upper bound)",
-        "da4ml_estimate": {"LUT": round(comb.cost), "FF": int(getattr(model._pipe, "reg_bits", 0)) if cycles else 0},
-        "bit_exact": {
-            **exact,
-            "compared": f"pre-softmax outputs of layer {graph['compared_layer']} ({out_type}), every bit, against "
-            "hls4ml's C-simulation trace",
-            "random_inputs": graph["sets"]["random"].get("how", ""),
-        },
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "rtl_dir": str(rtl_dir),
-    }
-    report["headline"] = rpt.headline(report)
-    atomic_write_json(estimate_path, report)
-    log.info("%s", report["headline"])
-    return report
+    return model, cycles
 
 
 def load_graph(path: Path) -> dict:
@@ -190,25 +194,6 @@ def _codes(values: np.ndarray, t: FixedType) -> np.ndarray:
     codes = np.rint(scaled)
     # a value off the output type's grid can never equal a code: mark it so the comparison fails
     return np.where(codes == scaled, codes, np.nan)
-
-
-def _compare(got, want, x, set_name, in_type, out_type, graph, what: str) -> None:
-    same = (got == want).all(axis=1) if len(want) else np.array([], dtype=bool)
-    if got.shape == want.shape and same.all():
-        return
-    if got.shape != want.shape:
-        raise ToolError(
-            f"rtl: {what} gives outputs of shape {got.shape}, the C-simulation {want.shape}", ExitCode.CHECK_FAILED
-        )
-    bad = np.nonzero(~same)[0]
-    i = int(bad[0])
-    raise ToolError(
-        f"rtl: {what} differs from the C-simulation on {set_name} sample {i} "
-        f"({len(bad)} of {len(want)} {set_name} samples differ): input {_fmt(in_type.values(x[i]))}, "
-        f"RTL {graph['compared_layer']} {_fmt(got[i] * 2.0**-out_type.frac)}, "
-        f"C-simulation {_fmt(out_type.values(want[i]))}",
-        ExitCode.CHECK_FAILED,
-    )
 
 
 def _fmt(values) -> str:

@@ -1,0 +1,55 @@
+"""The build id and manifest.json: what a package says about itself."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from iris_fpga.build.context import HLS_CONFIG, WEIGHTS, Build
+from iris_fpga.cache import fingerprint
+from iris_fpga.fileio import sha256_file
+from iris_fpga.versions import COMPILER, PACKAGES, compiler_version, package_versions, versions_of
+
+# The parts of the build id, in the order they are hashed (manifest.json "build_id_parts").
+BUILD_ID_PARTS = ("weights_sha256", "hls_config_sha256", "versions", "compiler")
+
+
+def build_id_parts(work: Path) -> dict:
+    """The trained weights and the hls4ml configuration (sha256), the package versions, g++."""
+    return {
+        "weights_sha256": sha256_file(work / WEIGHTS),
+        "hls_config_sha256": sha256_file(work / HLS_CONFIG),
+        "versions": package_versions(),
+        "compiler": compiler_version(),
+    }
+
+
+def build_id(parts: dict) -> str:
+    """One hash of the parts: two builds with the same parts are the same build."""
+    return fingerprint(*(parts[name] for name in BUILD_ID_PARTS))
+
+
+def manifest(build: Build) -> dict:
+    """manifest.json without its ``files`` (the package step adds their checksums)."""
+    from iris_fpga.hls import board_part
+
+    parts = build_id_parts(build.work)
+    csim = build.results["csim"]
+    steps = {name: record.get("seconds") for name, record in build.state.steps.items()}
+    steps.update(build.timings)
+    return {
+        "build_id": build_id(parts),
+        "build_id_parts": parts,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": build.config.to_dict(),
+        "versions": versions_of(PACKAGES + (COMPILER,)),
+        "accelerator": build.config.accelerator,
+        "part": board_part(build.config.board),
+        "n_in": csim["n_in"],
+        "n_out": csim["n_out"],
+        "input_type": csim["input_type"],
+        "sparsity": build.results["train"]["sparsity"],
+        "accuracy": csim["accuracy"],
+        "bitstream_built": "bitstream" in build.results,
+        "steps": steps,
+        "step_keys": build.step_keys,
+    }

@@ -1,0 +1,251 @@
+"""The steps of the build, one function each, and ``STEPS``: the table that declares them.
+
+A step function takes the shared ``Build`` and returns an ``Outcome``. Heavy packages
+(TensorFlow, hls4ml) are imported inside the steps that need them, so that the runner can compute
+every cache key from the table alone, before any of them is imported.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from iris_fpga import data as iris_data
+from iris_fpga.build import records
+from iris_fpga.build.checks import input_range, non_finite_layers, out_of_range, sample_list
+from iris_fpga.build.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, Step
+from iris_fpga.contract import BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from iris_fpga.hls import WEIGHTS_DIR_SOURCE
+from iris_fpga.packaging import publish
+from iris_fpga.rtl.report import TOOLS as RTL_TOOLS
+from iris_fpga.versions import COMPILER
+
+log = logging.getLogger("BuildModel")
+
+ON_TARGET = Path(__file__).resolve().parents[2] / BOARD_SCRIPT
+
+
+# -- data, train ------------------------------------------------------------------------------
+def step_data(build: Build) -> Outcome:
+    split = iris_data.load_split(build.config.test_size, build.config.split_random_state)
+    build.loaded["split"] = split
+    outputs = iris_data.save_split(split, build.staging)
+    log.info("          Iris: %d training, %d test samples, classes %s",
+             len(split.X_train), len(split.X_test), ", ".join(split.classes))
+    return Outcome({"n_train": len(split.X_train), "n_test": len(split.X_test)}, tuple(outputs))
+
+
+def step_train(build: Build) -> Outcome:
+    from iris_fpga import model as iris_model
+    from iris_fpga.keras_compat import tf_keras
+
+    split = build.split()
+    t0 = time.perf_counter()
+    tf_keras()  # TensorFlow's import is a large share of a run: measured on its own
+    t1 = time.perf_counter()
+    model, history = iris_model.train(build.config, split.X_train, split.y_train)
+    t2 = time.perf_counter()
+    diverged = non_finite_layers(model)
+    if diverged:
+        raise ToolError(f"training diverged: layer {diverged[0]} has non-finite weights (NaN or infinity); "
+                        f"nothing was kept: lower --lr (now {build.config.lr:g})", ExitCode.CHECK_FAILED)
+    build.loaded["model"] = model
+    weights = build.work / WEIGHTS
+    iris_model.save_weights(model, weights)
+    return Outcome({
+        "sparsity": iris_model.measure_sparsity(model),
+        "import_s": round(t1 - t0, 3),
+        "fit_s": round(t2 - t1, 3),
+        "final_loss": float(history["loss"][-1]),
+        "final_val_accuracy": float(history["val_accuracy"][-1]),
+    }, (weights,))
+
+
+def sparsity_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    sp = result["sparsity"]
+    per = ", ".join(f"{k} {100 * v:.1f}%" for k, v in sp["per_layer"].items())
+    return [("sparsity", f"{100 * sp['overall']:.1f}% of weights are zero ({per})")]
+
+
+# -- convert, csim ----------------------------------------------------------------------------
+def step_convert(build: Build) -> Outcome:
+    cfg = build.convert()
+    cfg_path = build.work / HLS_CONFIG
+    atomic_write_json(cfg_path, cfg)
+    driver = build.staging / DRIVER  # hls4ml's generated driver, staged for the package as it is
+    atomic_write_bytes(driver, (build.output_dir / DRIVER).read_bytes())
+    return Outcome({"project": str(build.output_dir)}, (cfg_path, driver))
+
+
+def step_csim(build: Build) -> Outcome:
+    from iris_fpga import hls
+    from iris_fpga.rtl.export import export_graph
+
+    split, hls_model = build.split(), build.hls_model()
+    t0 = time.perf_counter()
+    library = hls.compile_model(hls_model)
+    t1 = time.perf_counter()
+    y_hls = hls.predict(hls_model, split.X_test)
+    t2 = time.perf_counter()
+    y_keras = np.asarray(build.model().predict(split.X_test, verbose=0), dtype=np.float32)
+    outputs = []
+    for name, values in zip(CSIM_FILES, (y_keras, y_hls)):
+        atomic_save_npy(build.staging / name, values)
+        outputs.append(build.staging / name)
+    graph = build.work / GRAPH
+    export_graph(hls_model, split.X_test, graph, n_random=build.config.rtl_random_samples, seed=build.config.seed)
+    result = {
+        "accuracy": agreement(y_keras, y_hls, split.y_test),
+        "max_abs_diff": float(np.max(np.abs(y_keras - y_hls))),
+        "library": library.relative_to(build.output_dir).as_posix(),
+        "compile_s": round(t1 - t0, 3),
+        "simulate_s": round(t2 - t1, 3),
+        **ip_interface(hls_model, split.X_test),
+    }
+    return Outcome(result, (*outputs, graph, library))
+
+
+def agreement(y_keras: np.ndarray, y_hls: np.ndarray, y_true: np.ndarray) -> dict:
+    """Accuracy of Keras and of the C-simulation, and how often they pick the same class; warns if not always."""
+    truth = y_true.argmax(1)
+    acc = {
+        "keras": float(np.mean(y_keras.argmax(1) == truth)),
+        "csim": float(np.mean(y_hls.argmax(1) == truth)),
+        "agreement": float(np.mean(y_keras.argmax(1) == y_hls.argmax(1))),
+    }
+    log.info("          accuracy: Keras %.2f%%, C-simulation %.2f%%, class agreement %.2f%%",
+             100 * acc["keras"], 100 * acc["csim"], 100 * acc["agreement"])
+    if acc["agreement"] < 1:
+        log.warning("          C-simulation and Keras pick different classes for %d of %d samples: the "
+                    "fixed-point model differs from the trained one (is the model trained?)",
+                    int(round((1 - acc["agreement"]) * len(truth))), len(truth))
+    return acc
+
+
+def ip_interface(hls_model, X_test: np.ndarray) -> dict:
+    """The IP's words per sample and input type, and the test inputs that type cannot hold (warned about)."""
+    from iris_fpga.rtl.fixedpoint import FixedType
+
+    source, sink = hls_model.get_input_variables()[0], hls_model.get_output_variables()[0]
+    precision = source.type.precision
+    input_type = precision.definition_cpp()
+    fixed = FixedType.from_hls4ml(precision, "the input layer")
+    outside = out_of_range(X_test, fixed)
+    if outside:
+        low, high = input_range(fixed)
+        action = "wraps" if fixed.saturation == "WRAP" else "saturates"
+        log.warning("          %d of %d test inputs hold values outside %s's range [%g, %g): samples %s; the IP "
+                    "%s them, so its outputs for them are not the trained network's",
+                    len(outside), len(X_test), input_type, low, high, sample_list(outside), action)
+    return {"n_in": int(source.size()), "n_out": int(sink.size()), "input_type": input_type,
+            "inputs_out_of_range": outside}
+
+
+def accuracy_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    acc = result["accuracy"]
+    n_test = build.results.get("data", {}).get("n_test", 0)
+    lines = [("accuracy", f"Keras {100 * acc['keras']:.2f}%, C-simulation {100 * acc['csim']:.2f}% on {n_test} "
+                          f"test samples; classes agree on {100 * acc['agreement']:.2f}%")]
+    outside = result["inputs_out_of_range"]
+    if outside:
+        lines.append(("inputs", f"{len(outside)} test samples hold values outside {result['input_type']}'s range "
+                                f"(samples {sample_list(outside)})"))
+    return lines
+
+
+# -- rtl, bitstream ---------------------------------------------------------------------------
+def step_rtl(build: Build) -> Outcome:
+    from iris_fpga.hls import board_part
+    from iris_fpga.rtl import run_rtl
+
+    estimate = build.staging / ESTIMATE
+    report = run_rtl(build.work / GRAPH, build.output_dir / "rtl", estimate,
+                     latency_cutoff=build.config.latency_cutoff, part=board_part(build.config.board))
+    return Outcome({"report": report}, (estimate,))
+
+
+def rtl_asked(build: Build) -> str | None:
+    return None if build.config.rtl else "not asked for (add --rtl)"
+
+
+def rtl_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    from iris_fpga.rtl import headline
+
+    return [("rtl", headline(result["report"]))]
+
+
+def step_bitstream(build: Build) -> Outcome:
+    from iris_fpga import vivado
+
+    tools = vivado.find_vivado()
+    if tools is None:
+        return Outcome(skipped="Vivado not found (no vivado_hls and vivado on PATH or in $XILINX_VIVADO/bin); "
+                               + vivado.INSTALL_HINT)
+    outputs = vivado.build_bitstream(build.hls_model(), tools, build.output_dir, build.staging)
+    return Outcome({"built": True, "vivado": str(tools.vivado)}, tuple(outputs))
+
+
+def bitstream_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    return [("bitstream", f"built by Vivado: {build.package_dir / BITSTREAM_FILES[0]}")]
+
+
+# -- package, deploy --------------------------------------------------------------------------
+def step_package(build: Build) -> Outcome:
+    """Publish what every step with a result declared, the board script and the manifest, at once."""
+    from iris_fpga import emulation
+
+    files = {name: build.staging / name for step in STEPS if step.name in build.results for name in step.publishes}
+    files[BOARD_SCRIPT] = ON_TARGET
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise ToolError(f"the package step is missing {missing[0]}: run the earlier steps first (without --from)")
+    manifest = records.manifest(build)
+    for note in publish(build.package_dir, files, manifest,
+                        extra_stage=lambda folder: emulation.stage(folder, build.output_dir)):
+        log.warning("          %s", note)
+    return Outcome({"build_id": manifest["build_id"], "bitstream_built": manifest["bitstream_built"]})
+
+
+def package_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    here = build.package_dir
+    return [("package", f"{here} (build {result['build_id']})"),
+            ("next", f"copy it to the board and run `sudo python3 on_target.py` there, "
+                     f"or try it here: `cd {here} && python on_target.py --emulate`")]
+
+
+def step_deploy(build: Build) -> Outcome:
+    from iris_fpga import deploy
+
+    deploy.deploy(build.package_dir, build.deploy_target)
+    return Outcome()
+
+
+def board_named(build: Build) -> str | None:
+    return None if build.deploy_target is not None else "no board named (add --host)"
+
+
+# -- the table --------------------------------------------------------------------------------
+STEPS = (
+    Step("data", step_data, settings=("test_size", "split_random_state"), versions=("scikit-learn", "numpy"),
+         publishes=DATA_FILES),
+    Step("train", step_train,
+         settings=("seed", "epochs", "lr", "batch_size", "validation_split", "sparsity", "pruning_begin_step",
+                   "pruning_frequency"),
+         versions=("tensorflow", "tf-keras", "qkeras", "tensorflow-model-optimization", "numpy"),
+         upstream=("data",), summary=sparsity_lines),
+    Step("convert", step_convert, settings=("board", "reuse_factor", "default_precision", "exp_table_t", "inv_table_t"),
+         versions=("hls4ml",), upstream=("train",), publishes=(DRIVER,)),
+    Step("csim", step_csim, settings=("rtl_random_samples",), versions=(COMPILER,), upstream=("convert",),
+         publishes=CSIM_FILES, summary=accuracy_lines, code=(WEIGHTS_DIR_SOURCE,)),
+    Step("rtl", step_rtl, settings=("latency_cutoff",), versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked,
+         publishes=(ESTIMATE,), summary=rtl_lines),
+    Step("bitstream", step_bitstream, upstream=("convert",), may_skip="when Vivado is not installed",
+         publishes=BITSTREAM_FILES, summary=bitstream_lines),
+    Step("package", step_package, settings=("accelerator",), cached=False, summary=package_lines),
+    Step("deploy", step_deploy, when=board_named, cached=False, standalone=True),
+)
+STEP_NAMES = tuple(step.name for step in STEPS)
