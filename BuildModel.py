@@ -20,7 +20,7 @@ import numpy as np
 
 from iris_fpga import data as iris_data
 from iris_fpga.cache import StepState, fingerprint
-from iris_fpga.config import RECIPES, BuildConfig
+from iris_fpga.config import ARTICLE_BITS, ARTICLE_HIDDEN, RECIPES, BuildConfig, parse_widths
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_json, sha256_file
 from iris_fpga.packaging import check_package_dir, publish
@@ -71,7 +71,7 @@ class BuildModel:
         keys["train"] = fingerprint(
             "train", keys["data"],
             c.subset("seed", "epochs", "lr", "batch_size", "validation_split", "sparsity",
-                     "pruning_begin_step", "pruning_frequency"),
+                     "pruning_begin_step", "pruning_frequency", "hidden", "weight_bits", "activation_bits"),
             [v[k] for k in ("tensorflow", "tf-keras", "qkeras", "tensorflow-model-optimization", "numpy")],
         )
         keys["convert"] = fingerprint(
@@ -284,7 +284,8 @@ class BuildModel:
             from iris_fpga import model as iris_model
 
             split = self.split()
-            self._model = iris_model.load_model(self.work / "weights.npz", split.X_train.shape[1], split.y_train.shape[1])
+            self._model = iris_model.load_model(self.work / "weights.npz", self.config,
+                                                split.X_train.shape[1], split.y_train.shape[1])
         return self._model
 
     def hls_model(self):
@@ -392,6 +393,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     parser.add_argument("--sparsity", type=float, help="fraction of weights pruned to zero, in [0, 1) (default: the recipe's)")
+    parser.add_argument("--hidden", type=parse_widths, default=",".join(map(str, ARTICLE_HIDDEN)), metavar="W1,W2,...",
+                        help="hidden layer widths, 1 to 6 of them, each 1 to 256")
+    parser.add_argument("--weight-bits", type=int, default=ARTICLE_BITS,
+                        help="bits of every weight and bias, quantized_bits(B, 0, alpha=1), 2 to 16")
+    parser.add_argument("--activation-bits", type=int, default=ARTICLE_BITS,
+                        help="bits of every hidden ReLU, quantized_relu(B), 2 to 16")
     parser.add_argument("--reuse-factor", type=int, default=512, help="hls4ml ReuseFactor of every Dense layer")
     parser.add_argument("--board", default="pynq-z2", help="hls4ml VivadoAccelerator board name")
     parser.add_argument("--default-precision", default="ap_fixed<16,6>", help="hls4ml default precision")
@@ -415,6 +422,9 @@ def parse_args(argv: list[str] | None):
         epochs=args.epochs,
         lr=args.lr,
         sparsity=args.sparsity,
+        hidden=args.hidden,
+        weight_bits=args.weight_bits,
+        activation_bits=args.activation_bits,
         board=args.board,
         reuse_factor=args.reuse_factor,
         default_precision=args.default_precision,

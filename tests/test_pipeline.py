@@ -214,6 +214,7 @@ FIRST_STEP = {
     "test_size": "data", "split_random_state": "data",
     "seed": "train", "epochs": "train", "lr": "train", "batch_size": "train", "validation_split": "train",
     "sparsity": "train", "pruning_begin_step": "train", "pruning_frequency": "train",
+    "hidden": "train", "weight_bits": "train", "activation_bits": "train",
     "board": "convert", "reuse_factor": "convert", "default_precision": "convert",
     "exp_table_t": "convert", "inv_table_t": "convert",
     "rtl_random_samples": "csim", "latency_cutoff": "rtl",
@@ -227,6 +228,8 @@ def _changed(config, name):
     value = getattr(config, name)
     if isinstance(value, bool):
         return not value
+    if isinstance(value, tuple):
+        return value[:-1]
     if isinstance(value, str):
         return {"board": "zcu102", "recipe": "article"}.get(name, value.replace("<1", "<2") if "<1" in value else value + "x")
     if isinstance(value, float):

@@ -66,7 +66,11 @@ def run_rtl(
     # The datapath's own interpreter first: a wrong graph fails here in a second, before Verilator.
     sets = {name: xy for name, xy in sets.items() if len(xy[0])}  # an empty set has nothing to compare
     for name, (x, y) in sets.items():
-        got = _codes(comb.predict(in_type.values(x)), out_type)
+        try:
+            predicted = comb.predict(in_type.values(x))
+        except RuntimeError as exc:  # da4ml's C++ interpreter refuses an operation it cannot run
+            raise ToolError(f"rtl: da4ml cannot run the datapath it traced ({exc})", ExitCode.EXTERNAL_TOOL) from exc
+        got = _codes(predicted, out_type)
         _compare(got, y, x, name, in_type, out_type, graph, "the datapath rebuilt from the exported graph (da4ml)")
 
     prepare_dir(rtl_dir)
