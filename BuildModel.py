@@ -19,7 +19,7 @@ from pathlib import Path
 from iris_fpga.build.context import Build, Step
 from iris_fpga.build.steps import STEP_NAMES, STEPS
 from iris_fpga.cache import cache_keys
-from iris_fpga.config import BOARDS, MAX_REUSE_FACTOR, RECIPES, BuildConfig
+from iris_fpga.config import ARTICLE_BITS, ARTICLE_HIDDEN, BOARDS, MAX_REUSE_FACTOR, RECIPES, BuildConfig, parse_widths
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_json
 from iris_fpga.packaging import check_package_dir
@@ -165,6 +165,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     parser.add_argument("--sparsity", type=float, help="fraction of weights pruned to zero, in [0, 1) (default: the recipe's)")
+    parser.add_argument("--hidden", type=parse_widths, default=",".join(map(str, ARTICLE_HIDDEN)), metavar="W1,W2,...",
+                        help="hidden layer widths, 1 to 6 of them, each 1 to 256")
+    parser.add_argument("--weight-bits", type=int, default=ARTICLE_BITS,
+                        help="bits of every weight and bias, quantized_bits(B, 0, alpha=1), 2 to 16")
+    parser.add_argument("--activation-bits", type=int, default=ARTICLE_BITS,
+                        help="bits of every hidden ReLU, quantized_relu(B), 2 to 16")
     parser.add_argument("--reuse-factor", type=int, default=512,
                         help=f"hls4ml ReuseFactor of every Dense layer, 1 to {MAX_REUSE_FACTOR}")
     parser.add_argument("--board", default="pynq-z2",
@@ -193,6 +199,9 @@ def parse_args(argv: list[str] | None):
         epochs=args.epochs,
         lr=args.lr,
         sparsity=args.sparsity,
+        hidden=args.hidden,
+        weight_bits=args.weight_bits,
+        activation_bits=args.activation_bits,
         board=args.board,
         reuse_factor=args.reuse_factor,
         default_precision=args.default_precision,

@@ -36,7 +36,24 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 
-DENSE_LAYERS = ("fc1", "fc2", "fc3", "output")
+# The network (issue 16): the article's QDense 64-32-32-3 with 6-bit weights, biases and ReLUs.
+ARTICLE_HIDDEN = (64, 32, 32)
+ARTICLE_BITS = 6
+HIDDEN_LAYERS = range(1, 7)  # how many hidden layers --hidden may give
+HIDDEN_WIDTH = range(1, 257)  # units per hidden layer
+QUANTIZER_BITS = range(2, 17)  # --weight-bits and --activation-bits
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"64,32,32"`` -> (64, 32, 32); anything else is a usage error (ranges: ``validated``)."""
+    if not re.fullmatch(r"[0-9]+(,[0-9]+)*", text):
+        raise ToolError(f"--hidden takes comma-separated whole numbers such as 64,32,32 (got {text!r})")
+    return tuple(int(part) for part in text.split(","))
+
+
+def dense_layer_names(n_hidden: int) -> tuple[str, ...]:
+    """Keras/hls4ml names of the Dense layers: fc1 .. fcN, then output (the article's names for N = 3)."""
+    return tuple(f"fc{i}" for i in range(1, n_hidden + 1)) + ("output",)
 
 # Boards that work end to end: on_target.py drives a PYNQ-Z2 (it checks the bitstream's part,
 # xc7z020). hls4ml knows others (zcu102, Alveo cards), whose packages no board script here runs.
@@ -67,6 +84,10 @@ class BuildConfig:
     sparsity: float = RECIPES["default"]["sparsity"]
     pruning_begin_step: int = RECIPES["default"]["pruning_begin_step"]
     pruning_frequency: int = RECIPES["default"]["pruning_frequency"]
+    # the network: hidden widths, quantized_bits(weight_bits, 0, alpha=1), quantized_relu(activation_bits)
+    hidden: tuple[int, ...] = ARTICLE_HIDDEN
+    weight_bits: int = ARTICLE_BITS
+    activation_bits: int = ARTICLE_BITS
     # The split is fixed so that every seed is scored on the same 30 samples.
     test_size: float = 0.2
     split_random_state: int = 42
@@ -93,9 +114,26 @@ class BuildConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
         return cls(recipe=recipe, **{**RECIPES[recipe], **given}).validated()
 
+    def __post_init__(self):
+        # JSON (the manifest) gives a list; a tuple keeps the frozen config hashable.
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+    @property
+    def dense_layers(self) -> tuple[str, ...]:
+        return dense_layer_names(len(self.hidden))
+
     def validated(self) -> "BuildConfig":
         """Reject impossible values with a message naming the fix (exit code 2), before any work."""
+        hidden = ",".join(map(str, self.hidden))
         checks = [
+            (len(self.hidden) in HIDDEN_LAYERS,
+             f"--hidden takes {HIDDEN_LAYERS[0]} to {HIDDEN_LAYERS[-1]} widths (got {len(self.hidden)}: {hidden})"),
+            (all(isinstance(w, int) and w in HIDDEN_WIDTH for w in self.hidden),
+             f"--hidden widths must be {HIDDEN_WIDTH[0]} to {HIDDEN_WIDTH[-1]} (got {hidden})"),
+            (self.weight_bits in QUANTIZER_BITS,
+             f"--weight-bits must be {QUANTIZER_BITS[0]} to {QUANTIZER_BITS[-1]} (got {self.weight_bits})"),
+            (self.activation_bits in QUANTIZER_BITS,
+             f"--activation-bits must be {QUANTIZER_BITS[0]} to {QUANTIZER_BITS[-1]} (got {self.activation_bits})"),
             (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
             (0 < self.lr <= MAX_LR, f"--lr must be positive and finite, at most {MAX_LR:.4g} (a float32) "
              f"(got {self.lr})"),
@@ -120,7 +158,8 @@ class BuildConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON values (``hidden`` as a list), so that it equals what the manifest reads back."""
+        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":

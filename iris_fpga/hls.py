@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_fpga.config import DENSE_LAYERS, BuildConfig
+from iris_fpga.config import BuildConfig
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.keras_compat import keras_is_tf_keras
 
@@ -43,6 +43,9 @@ def board_part(board: str) -> str:
 def hls_config(model, config: BuildConfig) -> dict:
     """The article's hls4ml settings, with the tunable ones taken from ``config``.
 
+    Per-layer types come from the QKeras quantizers (``--weight-bits``, ``--activation-bits``);
+    accumulators and the input get ``--default-precision``.
+
     Every layer is traced so that the rtl step can compare pre-softmax values; tracing is part of
     the one compile, not a second one.
     """
@@ -54,7 +57,7 @@ def hls_config(model, config: BuildConfig) -> dict:
         )
     cfg["LayerName"]["softmax"]["exp_table_t"] = config.exp_table_t
     cfg["LayerName"]["softmax"]["inv_table_t"] = config.inv_table_t
-    for layer in DENSE_LAYERS:
+    for layer in config.dense_layers:
         cfg["LayerName"][layer]["ReuseFactor"] = config.reuse_factor
     for layer in cfg["LayerName"].values():
         layer["Trace"] = True

@@ -1,4 +1,4 @@
-"""The train step: the article's QKeras network, pruned with tensorflow-model-optimization."""
+"""The train step: the QKeras network the settings describe, pruned with tensorflow-model-optimization."""
 from __future__ import annotations
 
 import io
@@ -7,18 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_fpga.config import DENSE_LAYERS, BuildConfig
+from iris_fpga.config import BuildConfig
 from iris_fpga.fileio import atomic_write_bytes
 from iris_fpga.keras_compat import tf_keras
 
 log = logging.getLogger(__name__)
 
-HIDDEN_UNITS = (64, 32, 32)
-QUANTIZER_BITS = 6
 
+def build_network(config: BuildConfig, n_features: int, n_classes: int):
+    """QDense hidden widths, then n_classes, softmax: the article's 64-32-32-3 with 6 bits by default.
 
-def build_network(n_features: int, n_classes: int):
-    """QDense 64-32-32-n_classes with 6-bit weights and biases, quantized ReLU, softmax."""
+    Weights and biases are ``quantized_bits(weight_bits, 0, alpha=1)``, every hidden layer is
+    followed by ``quantized_relu(activation_bits)``. Layers are made in the same order and with the
+    same names for any depth, so the default draws the same initial weights as the article's code.
+    """
     keras = tf_keras()
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
@@ -26,20 +28,19 @@ def build_network(n_features: int, n_classes: int):
         return QDense(
             units,
             name=name,
-            kernel_quantizer=quantized_bits(QUANTIZER_BITS, 0, alpha=1),
-            bias_quantizer=quantized_bits(QUANTIZER_BITS, 0, alpha=1),
+            kernel_quantizer=quantized_bits(config.weight_bits, 0, alpha=1),
+            bias_quantizer=quantized_bits(config.weight_bits, 0, alpha=1),
             kernel_initializer="lecun_uniform",
             kernel_regularizer=keras.regularizers.l1(1e-4),
             **extra,
         )
 
+    *hidden_names, output_name = config.dense_layers
     model = keras.Sequential(name="iris")
-    model.add(qdense(HIDDEN_UNITS[0], DENSE_LAYERS[0], input_shape=(n_features,)))
-    model.add(QActivation(activation=quantized_relu(QUANTIZER_BITS), name="relu1"))
-    for i, units in enumerate(HIDDEN_UNITS[1:], start=2):
-        model.add(qdense(units, DENSE_LAYERS[i - 1]))
-        model.add(QActivation(activation=quantized_relu(QUANTIZER_BITS), name=f"relu{i}"))
-    model.add(qdense(n_classes, DENSE_LAYERS[-1]))
+    for i, (units, name) in enumerate(zip(config.hidden, hidden_names), start=1):
+        model.add(qdense(units, name, **({"input_shape": (n_features,)} if i == 1 else {})))
+        model.add(QActivation(activation=quantized_relu(config.activation_bits), name=f"relu{i}"))
+    model.add(qdense(n_classes, output_name))
     model.add(keras.layers.Activation(activation="softmax", name="softmax"))
     return model
 
@@ -57,7 +58,7 @@ def train(config: BuildConfig, X_train: np.ndarray, y_train: np.ndarray):
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_network(X_train.shape[1], y_train.shape[1])
+    model = build_network(config, X_train.shape[1], y_train.shape[1])
     schedule = ConstantSparsity(
         config.sparsity, begin_step=config.pruning_begin_step, frequency=config.pruning_frequency
     )
@@ -88,11 +89,14 @@ def train(config: BuildConfig, X_train: np.ndarray, y_train: np.ndarray):
 
 
 def measure_sparsity(model) -> dict:
-    """Fraction of zero kernel weights of each Dense layer and overall, on the stripped model."""
+    """Fraction of zero kernel weights of each Dense layer (any depth) and overall, on the stripped model."""
     per_layer, zeros, total = {}, 0, 0
-    for name in DENSE_LAYERS:
-        kernel = model.get_layer(name).get_weights()[0]
-        per_layer[name] = float(np.mean(kernel == 0))
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:  # activations
+            continue
+        kernel = weights[0]
+        per_layer[layer.name] = float(np.mean(kernel == 0))
         zeros += int(np.sum(kernel == 0))
         total += kernel.size
     return {"overall": zeros / total, "per_layer": per_layer}
@@ -109,8 +113,8 @@ def save_weights(model, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_model(path: Path, n_features: int, n_classes: int):
-    model = build_network(n_features, n_classes)
+def load_model(path: Path, config: BuildConfig, n_features: int, n_classes: int):
+    model = build_network(config, n_features, n_classes)
     with np.load(path, allow_pickle=False) as saved:
         for layer in model.layers:
             count = len(layer.get_weights())

@@ -406,12 +406,12 @@ def _changed(config, name):
     value = getattr(config, name)
     if isinstance(value, bool):
         return not value
+    if isinstance(value, tuple):
+        return value[:-1]
     if isinstance(value, str):
         return {"board": "zcu102", "recipe": "article"}.get(name, value.replace("<1", "<2") if "<1" in value else value + "x")
     if isinstance(value, float):
         return value / 2
-    if isinstance(value, tuple):
-        return value + value[-1:]
     return value + 1
 
 

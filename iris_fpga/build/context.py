@@ -92,7 +92,7 @@ class Build:
 
             split = self.split()
             self.loaded["model"] = iris_model.load_model(
-                self.work / WEIGHTS, split.X_train.shape[1], split.y_train.shape[1])
+                self.work / WEIGHTS, self.config, split.X_train.shape[1], split.y_train.shape[1])
         return self.loaded["model"]
 
     def hls_model(self):

@@ -234,7 +234,7 @@ STEPS = (
          publishes=DATA_FILES),
     Step("train", step_train,
          settings=("seed", "epochs", "lr", "batch_size", "validation_split", "sparsity", "pruning_begin_step",
-                   "pruning_frequency"),
+                   "pruning_frequency", "hidden", "weight_bits", "activation_bits"),
          versions=("tensorflow", "tf-keras", "qkeras", "tensorflow-model-optimization", "numpy"),
          upstream=("data",), summary=sparsity_lines),
     Step("convert", step_convert, settings=("board", "reuse_factor", "default_precision", "exp_table_t", "inv_table_t"),

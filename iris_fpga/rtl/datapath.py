@@ -17,9 +17,17 @@ output. Only the remaining products are formed one by one.
 da4ml 0.6.0 rounds only by truncation or half up. Half to even (ap_fixed's RND_CONV, hls4ml's
 ReLU default) is built from truncation: add half an LSB of the target minus one LSB of the source,
 plus the target's kept LSB moved down to the source's LSB, then truncate.
+
+da4ml keeps each signal as an integer and its scale as a power of two (``_factor``); every layer's
+weights (``c * 2**-frac``) multiply that scale again, so a deep or wide-bit network carries signals
+at scales far from 1 (2**-71 for six 16-bit layers). da4ml 0.6.0 finds a constant's exponent by a
+search bounded to [-32, 32] (``_const_f``) and silently gets the constants of such signals wrong
+(its interpreter then fails: "Unsupported msb_mux shift configuration"). ``_exact_constants``
+computes that exponent exactly while tracing; within the bounds the result is the same.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 
@@ -31,6 +39,11 @@ from iris_fpga.rtl.fixedpoint import FixedType
 
 def build_comb_logic(graph: dict):
     """The whole chain, input to compared layer, as a da4ml ``CombLogic``."""
+    with _exact_constants():
+        return _trace(graph)
+
+
+def _trace(graph: dict):
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
     in_type = FixedType.from_dict(graph["input"]["type"])
@@ -48,6 +61,28 @@ def build_comb_logic(graph: dict):
         else:
             raise ToolError(f"exported graph: layer {layer.get('name')} has unknown kind {kind!r}", ExitCode.USAGE)
     return comb_trace(inp, x)
+
+
+@contextlib.contextmanager
+def _exact_constants():
+    """Replace da4ml's bounded search for a constant's fractional bits by the exact answer."""
+    from da4ml.trace import fixed_variable, tracer
+
+    bounded = fixed_variable._const_f
+
+    def exact(const) -> int:
+        numerator, denominator = float(const).as_integer_ratio()
+        if numerator == 0:
+            return bounded(const)  # da4ml's own convention for zero
+        if denominator > 1:
+            return denominator.bit_length() - 1
+        return 1 - (numerator & -numerator).bit_length()  # minus the trailing zero bits
+
+    fixed_variable._const_f = tracer._const_f = exact
+    try:
+        yield
+    finally:
+        fixed_variable._const_f = tracer._const_f = bounded
 
 
 def dense(x, layer: dict):

@@ -128,8 +128,18 @@ def trace_datapath(reference: Reference, seconds: dict) -> object:
         raise ToolError(f"rtl: exported graph {reference.path} is inconsistent ({exc!r})", ExitCode.USAGE) from exc
     seconds["datapath"] = time.monotonic() - t
     log.info("rtl: datapath traced with da4ml (its own estimate: %d LUT) in %.1f s", round(comb.cost), seconds["datapath"])
-    reference.check(comb.predict, "the datapath rebuilt from the exported graph (da4ml)")
+    reference.check(_interpreted(comb), "the datapath rebuilt from the exported graph (da4ml)")
     return comb
+
+
+def _interpreted(comb):
+    """da4ml's interpreter of the traced datapath; an operation it cannot run is a one-line tool error."""
+    def predict(values):
+        try:
+            return comb.predict(values)
+        except RuntimeError as exc:
+            raise ToolError(f"rtl: da4ml cannot run the datapath it traced ({exc})", ExitCode.EXTERNAL_TOOL) from exc
+    return predict
 
 
 def write_and_build(comb, rtl_dir: Path, latency_cutoff: int, part: str, seconds: dict) -> tuple[object, int]:
