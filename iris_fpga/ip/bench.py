@@ -104,7 +104,6 @@ async def _one_run(dut, source, sink, job: dict, run: dict) -> dict:
         "name": run["name"],
         "frames": received,
         "pre": monitor.pre,
-        "in_cycles_first_last": [monitor.in_cycles[0], monitor.in_cycles[-1]] if monitor.in_cycles else None,
         "latency_first_sample": (monitor.out_cycles[0] - monitor.in_cycles[n_in - 1])
         if len(monitor.in_cycles) >= n_in and monitor.out_cycles else None,
         "span_cycles": (monitor.out_cycles[-1] - monitor.in_cycles[0] + 1)
