@@ -22,6 +22,7 @@ import numpy as np
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes
 from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.rtl.softmax_export import export_softmax
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ def export_graph(hls_model, X_test, path: Path, n_random: int = 2000, seed: int 
     """Write the graph (types, weights, biases) and C-simulation reference outputs to ``path`` (JSON).
 
     References are the pre-softmax outputs of the last non-softmax layer, from hls4ml's trace, for
-    ``X_test`` and for ``n_random`` inputs spanning the input type's whole range.
+    ``X_test`` and for ``n_random`` inputs spanning the input type's whole range; and, for the IP,
+    the float32 words the C-simulation was given (``x_float32``, raw bits) and its final outputs
+    (``y_out``, codes of the output type), with the softmax's types and tables from its C++.
     """
     path = Path(path)
     layers, compared, left_out = _read_layers(hls_model)
@@ -46,17 +49,19 @@ def export_graph(hls_model, X_test, path: Path, n_random: int = 2000, seed: int 
     X_test = np.asarray(X_test)
     if X_test.ndim != 2 or X_test.shape[1] != n_in:
         raise ToolError(f"rtl export: X_test has shape {X_test.shape}, the model takes {n_in} inputs", ExitCode.USAGE)
-    if X_test.dtype not in (np.float32, np.float64):
-        X_test = X_test.astype(np.float64)
+    X_test = np.ascontiguousarray(X_test, dtype=np.float32)  # what the DMA sends the IP
     test_codes = in_type.quantize_float(X_test)  # what the C-simulation's float -> input_t cast gives
     random_codes = random_input_codes(in_type, n_in, n_random, seed)
+    random_floats = random_input_floats(in_type, random_codes, seed)
 
     compared_layer = layers[compared]["hls_layer"]
-    y_test = _trace_codes(hls_model, compared_layer, np.ascontiguousarray(X_test), out_type)
-    if len(random_codes):
-        y_random = _trace_codes(hls_model, compared_layer, in_type.values(random_codes), out_type)
-    else:
-        y_random = np.zeros((0, y_test.shape[1]), dtype=np.int64)
+    final_type = FixedType.from_hls4ml(
+        list(hls_model.get_layers())[-1].get_output_variable().type.precision, "the model output"
+    )
+    y_test, out_test = _trace_codes(hls_model, compared_layer, X_test, out_type, final_type)
+    y_random, out_random = _trace_codes(hls_model, compared_layer, random_floats, out_type, final_type)
+    softmax = (export_softmax(Path(hls_model.config.get_output_dir()), left_out[-1]) if left_out
+               else {"supported": False, "reason": "the model has no final softmax"})
 
     graph = {
         "format": GRAPH_FORMAT,
@@ -69,15 +74,20 @@ def export_graph(hls_model, X_test, path: Path, n_random: int = 2000, seed: int 
         "layers": [{k: v for k, v in layer.items() if k not in ("hls_layer", "type_obj")} for layer in layers[1:]],
         "compared_layer": layers[compared]["name"],
         "left_out": left_out,
+        "output": {"size": int(out_test.shape[1]), "type": final_type.to_dict()},
+        "softmax": softmax,
         "sets": {
-            "test": {"x": test_codes.tolist(), "y": y_test.tolist()},
+            "test": {"x": test_codes.tolist(), "y": y_test.tolist(), **_float_set(X_test, out_test)},
             "random": {
                 "x": random_codes.tolist(),
                 "y": y_random.tolist(),
+                **_float_set(random_floats, out_random),
                 "seed": seed,
                 "how": (
                     "corner vectors (zero, +-1 LSB, type minimum and maximum, alternating), then half uniform "
-                    f"over the input type's whole range, half uniform in [-{TYPICAL_RANGE:g}, {TYPICAL_RANGE:g})"
+                    f"over the input type's whole range, half uniform in [-{TYPICAL_RANGE:g}, {TYPICAL_RANGE:g}); "
+                    "sent as float32 words, a random half shifted by multiples of the type's wrap-around period, "
+                    "the zero vector as -0/+inf/-inf/NaN and the -1 LSB vector as negative subnormals"
                 ),
             },
         },
@@ -200,11 +210,43 @@ def _written_values(var) -> np.ndarray:
     return np.array([float(s) for s in var], dtype=np.float64)
 
 
-def _trace_codes(hls_model, layer, x: np.ndarray, out_type: FixedType) -> np.ndarray:
-    """The C-simulation's output of ``layer`` for ``x``, as codes of ``out_type``."""
+def random_input_floats(in_type: FixedType, codes: np.ndarray, seed: int) -> np.ndarray:
+    """float32 words whose cast to ``in_type`` gives ``codes``: exact values, a random half moved by
+    whole wrap-around periods (the cast wraps them back), specials in the first corner vectors."""
+    values = in_type.values(codes)
+    period = 2.0 ** (in_type.width - in_type.frac)
+    rng = np.random.default_rng([seed, 1])  # its own stream: the codes stay as they were
+    shifts = rng.integers(-4, 5, size=codes.shape) * (rng.random(codes.shape) < 0.5)
+    shifted = values + shifts * period
+    exact = shifted.astype(np.float32).astype(np.float64) == shifted
+    floats = np.where(exact, shifted, values).astype(np.float32)
+    n_corner = min(len(floats), 7)
+    if n_corner:
+        floats[:n_corner] = values[:n_corner].astype(np.float32)  # corners exactly as random_input_codes made them
+        specials = np.array([-0.0, np.inf, -np.inf, np.nan], dtype=np.float32)
+        floats[0] = np.resize(specials, floats.shape[1])  # all cast to 0, like the zero vector
+    if n_corner > 2 and in_type.signed and (codes[2] == -1).all():
+        floats[2] = -np.float32(1e-45)  # a negative subnormal floors to -1 LSB
+    return np.ascontiguousarray(floats)
+
+
+def _float_set(x_float32: np.ndarray, out_codes: np.ndarray) -> dict:
+    return {
+        "x_float32": np.asarray(x_float32, dtype=np.float32).view(np.uint32).tolist(),
+        "y_out": out_codes.tolist(),
+    }
+
+
+def _trace_codes(
+    hls_model, layer, x: np.ndarray, out_type: FixedType, final_type: FixedType
+) -> tuple[np.ndarray, np.ndarray]:
+    """The C-simulation's output of ``layer`` for ``x`` as codes of ``out_type``, and its final
+    output as codes of ``final_type``."""
+    if not len(x):
+        return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64)
     if _can_trace_without_compile(hls_model, layer):
         with _compile_suppressed(hls_model), contextlib.redirect_stdout(io.StringIO()):
-            _, traces = hls_model.trace(x)
+            prediction, traces = hls_model.trace(x)
     else:
         log.warning(
             "rtl export: hls4ml recompiles the C-simulation to trace %s; set hls_model.config.trace_output = True "
@@ -213,16 +255,18 @@ def _trace_codes(hls_model, layer, x: np.ndarray, out_type: FixedType) -> np.nda
         )
         layer.set_attr("trace", True)
         with contextlib.redirect_stdout(io.StringIO()):
-            _, traces = hls_model.trace(x)
+            prediction, traces = hls_model.trace(x)
     if layer.name not in traces:
         raise ToolError(f"rtl export: hls4ml's trace has no output for layer {layer.name}", ExitCode.USAGE)
-    values = np.asarray(traces[layer.name], dtype=np.float64).reshape(len(x), -1)
-    scaled = values * 2.0**out_type.frac
+    return (_value_codes(traces[layer.name], len(x), out_type, f"traced outputs of {layer.name}"),
+            _value_codes(prediction, len(x), final_type, "the model's outputs"))
+
+
+def _value_codes(values, n: int, t: FixedType, what: str) -> np.ndarray:
+    scaled = np.asarray(values, dtype=np.float64).reshape(n, -1) * 2.0**t.frac
     codes = np.rint(scaled)
-    if not np.array_equal(codes, scaled) or codes.min() < out_type.code_min or codes.max() > out_type.code_max:
-        raise ToolError(
-            f"rtl export: traced outputs of {layer.name} are not values of its type {out_type}", ExitCode.USAGE
-        )
+    if not np.array_equal(codes, scaled) or codes.min() < t.code_min or codes.max() > t.code_max:
+        raise ToolError(f"rtl export: {what} are not values of the type {t}", ExitCode.USAGE)
     return codes.astype(np.int64)
 
 

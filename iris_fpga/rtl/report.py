@@ -143,3 +143,23 @@ def headline(report: dict) -> str:
         f"RTL: {timing}, {item('LUT')}, {item('FF')}, {item('DSP')}, {item('BRAM')}, {res['CARRY4']:,} CARRY4: "
         f"{verdict}; {exact_text}"
     )
+
+
+def with_ip_section(estimate: dict, ip: dict) -> dict:
+    """``hardware_estimate.json`` with the ip step's section added beside the datapath figures."""
+    return {**estimate, "ip": ip}
+
+
+def ip_headline(ip: dict) -> str:
+    """One line for the closing summary: the whole IP."""
+    exact = ", ".join(f"{v['matched']}/{v['total']} {k}" for k, v in ip["bit_exact"].items())
+    timing = f"{ip['cycles_per_sample']:.3f} cycles/sample, latency {ip['latency_cycles']} cycles"
+    res = ip.get("resources")
+    if not res:
+        return f"IP: {timing}; bit-exact {exact}; not synthesized"
+    fit = ip.get("fits")
+    device = ip.get("device", {}).get("name", ip.get("part"))
+    verdict = f"capacity of {device} unknown" if fit is None else (
+        f"fits the {device}" if fit else f"does NOT fit the {device}")
+    return (f"IP: {timing}; {res['LUT']:,} LUT (+{res['INV']:,} INV), {res['FF']:,} FF, {res['DSP']} DSP, "
+            f"{res['BRAM']} BRAM: {verdict}; bit-exact {exact}")

