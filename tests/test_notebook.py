@@ -1,0 +1,95 @@
+"""The board notebook, executed by nbclient on a real Jupyter kernel against the emulated board."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+
+from iris_fpga import contract
+
+NOTEBOOK = contract.NOTEBOOK
+
+
+def execute(folder: Path, emulate=None) -> nbformat.NotebookNode:
+    """Run the package's notebook in ``folder`` as Jupyter would, with EMULATE set as given."""
+    nb = nbformat.read(folder / NOTEBOOK, as_version=4)
+    if emulate is not None:
+        nb.cells[1].source = f"EMULATE = {emulate!r}"
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def outputs(nb, kind: str) -> list:
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+            if o.get("output_type") in ("stream", "display_data", "execute_result") and kind in str(o)]
+
+
+@pytest.fixture()
+def package(built, tmp_path) -> Path:
+    folder = tmp_path / "package"
+    shutil.copytree(built.package_dir, folder)
+    return folder
+
+
+def test_package_ships_the_notebook_listed_in_its_manifest(built):
+    manifest = json.loads((built.package_dir / contract.MANIFEST).read_text())
+    assert NOTEBOOK in manifest["files"]
+    assert not contract.verify(built.package_dir, manifest, [NOTEBOOK])
+
+
+def test_notebook_reproduces_the_script_and_draws_its_figure(package):
+    script = subprocess.run([sys.executable, "on_target.py", "--emulate", "--output", "y_script.npy"],
+                            cwd=package, capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr
+
+    nb = execute(package)  # EMULATE = None: no pynq in this kernel, so it emulates and says so
+
+    text = "".join(o.get("text", "") for o in outputs(nb, "text"))
+    assert "mode: EMULATION" in text
+    assert "accuracy 30/30 = 100.00%" in text
+    assert "confusion matrix" in text
+    np.testing.assert_array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_script.npy"))
+    assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
+    record = json.loads((package / "y_hw.json").read_text())
+    assert record["mode"] == "emulation" and record["samples"] == 30
+
+    pngs = [o["data"]["image/png"] for o in outputs(nb, "image/png")]
+    assert len(pngs) == 1
+    image = Image.open(io.BytesIO(base64.b64decode(pngs[0])))
+    assert image.width > 400 and image.height > 200
+    assert len(set(image.convert("L").getdata())) > 10  # a drawn figure, not a blank canvas
+    assert not (package / "__pycache__").exists()
+
+
+def test_forcing_the_board_without_pynq_fails_and_never_emulates(package):
+    from nbclient.exceptions import CellExecutionError
+
+    with pytest.raises(CellExecutionError, match="exit code 4"):
+        execute(package, emulate=False)
+    assert not (package / "y_hw.npy").exists()
+
+
+def test_a_notebook_saved_again_by_jupyter_leaves_the_package_usable(package):
+    nb = execute(package)
+    nbformat.write(nb, package / NOTEBOOK)  # Jupyter saves it with its outputs
+    (package / ".ipynb_checkpoints").mkdir()
+    shutil.copy(package / NOTEBOOK, package / ".ipynb_checkpoints" / "on_target-checkpoint.ipynb")
+
+    manifest = contract.require_ours(package)
+    assert manifest is not None
+    assert not contract.verify(package, manifest)
+    result = subprocess.run([sys.executable, "utilities/validate_model.py", str(package)],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "Verdict: PASS" in result.stdout
