@@ -19,7 +19,7 @@ from pathlib import Path
 from iris_fpga.build.context import Build, Step
 from iris_fpga.build.steps import STEP_NAMES, STEPS
 from iris_fpga.cache import cache_keys
-from iris_fpga.config import ARTICLE_BITS, ARTICLE_HIDDEN, BOARDS, MAX_REUSE_FACTOR, RECIPES, BuildConfig, parse_widths
+from iris_fpga.config import ACCELERATORS, ARTICLE_BITS, ARTICLE_HIDDEN, BOARDS, MAX_REUSE_FACTOR, RECIPES, BuildConfig, parse_widths
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_json
 from iris_fpga.packaging import check_package_dir
@@ -173,6 +173,9 @@ def parse_args(argv: list[str] | None):
                         help="bits of every hidden ReLU, quantized_relu(B), 2 to 16")
     parser.add_argument("--reuse-factor", type=int, default=512,
                         help=f"hls4ml ReuseFactor of every Dense layer, 1 to {MAX_REUSE_FACTOR}")
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default="hls",
+                        help="hls: hls4ml's IP (Vivado HLS 2020.1 + Vivado builds it), as in the article; rtl: this "
+                        "project's own Verilog IP, verified here cycle by cycle (Vivado alone builds it); implies --rtl")
     parser.add_argument("--board", default="pynq-z2",
                         help=f"hls4ml VivadoAccelerator board; only {', '.join(BOARDS)} works end to end "
                         "(on_target.py drives a PYNQ-Z2, part xc7z020)")
@@ -200,6 +203,7 @@ def parse_args(argv: list[str] | None):
         lr=args.lr,
         sparsity=args.sparsity,
         hidden=args.hidden,
+        accelerator=args.accelerator,
         weight_bits=args.weight_bits,
         activation_bits=args.activation_bits,
         board=args.board,

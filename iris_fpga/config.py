@@ -58,7 +58,9 @@ def dense_layer_names(n_hidden: int) -> tuple[str, ...]:
 # Boards that work end to end: on_target.py drives a PYNQ-Z2 (it checks the bitstream's part,
 # xc7z020). hls4ml knows others (zcu102, Alveo cards), whose packages no board script here runs.
 BOARDS = ("pynq-z2",)
-ACCELERATORS = ("hls",)  # hls4ml's VivadoAccelerator IP; the project's own Verilog IP comes later
+# hls: hls4ml's VivadoAccelerator IP (Vivado HLS 2020.1 + Vivado); rtl: the project's own Verilog IP
+# (iris_fpga.ip: da4ml's datapath, hls4ml's softmax, myproject_axi's ports; Vivado alone).
+ACCELERATORS = ("hls", "rtl")
 MAX_REUSE_FACTOR = 1 << 16  # hls4ml writes it into C++ as an unsigned; far beyond any layer's size
 MAX_SEED = (1 << 32) - 1  # numpy's and TensorFlow's seeds are 32-bit
 MAX_LR = 3.4028234663852886e38  # the largest float32: TensorFlow holds the learning rate as one

@@ -34,6 +34,7 @@ BOARD_SCRIPT = "on_target.py"
 ESTIMATE = "hardware_estimate.json"
 BITSTREAM_STEM = "hls4ml_nn"
 BITSTREAM_FILES = (BITSTREAM_STEM + ".bit", BITSTREAM_STEM + ".hwh")
+VIVADO_REPORTS = ("vivado_utilization.rpt", "vivado_timing.rpt")  # rtl accelerator: beside the bitstream
 EMULATION_DIR = "emulation"
 
 # Fields that make a manifest one this tool wrote (a stranger's manifest.json lacks them).

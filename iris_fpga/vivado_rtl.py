@@ -22,7 +22,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Sequence
 
-from iris_fpga.contract import BITSTREAM_FILES
+from iris_fpga.contract import BITSTREAM_FILES, VIVADO_REPORTS
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes
 from iris_fpga.vivado import BIT_RELATIVE
@@ -39,7 +39,7 @@ HWH_RELATIVE = Path(
     f"{PROJECT_NAME}_vivado_accelerator/project_1.gen/sources_1/bd/design_1/hw_handoff/design_1.hwh"
 )
 # Vivado's reports as the script writes them (cwd: the project folder) -> names beside the bitstream.
-REPORTS = {"util.rpt": "vivado_utilization.rpt", "timing.rpt": "vivado_timing.rpt"}
+REPORTS = dict(zip(("util.rpt", "timing.rpt"), VIVADO_REPORTS))  # Vivado's name -> the package's
 
 HLS_IP_MARKS = ("ip_repo_paths", "xilinx.com:hls:")  # none may be left once the IP lines are replaced
 VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -427,10 +427,11 @@ def _dependents(*first: str) -> set[str]:
 
 
 def test_the_table_declares_the_known_dataflow():
-    assert _dependents("data") == {"data", "train", "convert", "csim", "rtl", "bitstream"}
-    assert _dependents("convert") == {"convert", "csim", "rtl", "bitstream"}
-    assert _dependents("csim") == {"csim", "rtl"}
-    assert _dependents("rtl") == {"rtl"}
+    assert _dependents("data") == {"data", "train", "convert", "csim", "rtl", "ip", "bitstream"}
+    assert _dependents("convert") == {"convert", "csim", "rtl", "ip", "bitstream"}
+    assert _dependents("csim") == {"csim", "rtl", "ip", "bitstream"}  # the rtl bitstream is built from the IP
+    assert _dependents("rtl") == {"rtl", "ip", "bitstream"}
+    assert _dependents("ip") == {"ip", "bitstream"}
     assert _dependents("package") == set()
 
 
@@ -471,7 +472,7 @@ def test_a_new_package_version_invalidates_its_steps():
         users = {step.name for step in STEPS if name in step.versions}
         assert {s for s in keys if keys[s] != base_keys[s]} == _dependents(*users), name
     keys = cache_keys(STEPS, BuildConfig(), {**versions, "hls4ml": "9.9.9"})
-    assert {s for s in keys if keys[s] != base_keys[s]} == {"convert", "csim", "rtl", "bitstream"}
+    assert {s for s in keys if keys[s] != base_keys[s]} == {"convert", "csim", "rtl", "ip", "bitstream"}
 
 
 def test_cache_keys_need_no_tensorflow():

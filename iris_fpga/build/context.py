@@ -58,6 +58,15 @@ class Step:
     code: tuple[str, ...] = ()  # texts of this project's own code that the outputs depend on
     standalone: bool = False  # reads only package/: ``--from`` it needs no pipeline state
 
+    def published(self, result: dict):
+        """(name in the package, path in the staging folder) of each file the package gets from this step.
+
+        ``publishes`` entries are names (staged under that name) or (name, staged path) pairs; a
+        result may add names it made only in some runs (its ``published`` list).
+        """
+        entries = (*self.publishes, *result.get("published", ()))
+        return [(entry, entry) if isinstance(entry, str) else tuple(entry) for entry in entries]
+
 
 class Build:
     """The settings, the folders, the results so far, and the shared inputs, loaded when needed."""

@@ -11,28 +11,35 @@ from iris_fpga.versions import COMPILER, PACKAGES, compiler_version, package_ver
 
 # The parts of the build id, in the order they are hashed (manifest.json "build_id_parts").
 BUILD_ID_PARTS = ("weights_sha256", "hls_config_sha256", "versions", "compiler")
+# Hashed last, and only when it is not hls4ml's IP, so an hls build keeps the id it always had.
+ACCELERATOR_PART = "accelerator"
 
 
-def build_id_parts(work: Path) -> dict:
-    """The trained weights and the hls4ml configuration (sha256), the package versions, g++."""
-    return {
+def build_id_parts(work: Path, accelerator: str) -> dict:
+    """The trained weights and the hls4ml configuration (sha256), the package versions, g++,
+    and the accelerator when it is the project's own IP."""
+    parts = {
         "weights_sha256": sha256_file(work / WEIGHTS),
         "hls_config_sha256": sha256_file(work / HLS_CONFIG),
         "versions": package_versions(),
         "compiler": compiler_version(),
     }
+    if accelerator != "hls":
+        parts[ACCELERATOR_PART] = accelerator
+    return parts
 
 
 def build_id(parts: dict) -> str:
     """One hash of the parts: two builds with the same parts are the same build."""
-    return fingerprint(*(parts[name] for name in BUILD_ID_PARTS))
+    extra = [parts[ACCELERATOR_PART]] if ACCELERATOR_PART in parts else []
+    return fingerprint(*(parts[name] for name in BUILD_ID_PARTS), *extra)
 
 
 def manifest(build: Build) -> dict:
     """manifest.json without its ``files`` (the package step adds their checksums)."""
     from iris_fpga.hls import board_part
 
-    parts = build_id_parts(build.work)
+    parts = build_id_parts(build.work, build.config.accelerator)
     csim = build.results["csim"]
     steps = {name: record.get("seconds") for name, record in build.state.steps.items()}
     steps.update(build.timings)

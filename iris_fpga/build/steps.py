@@ -16,7 +16,8 @@ from iris_fpga import data as iris_data
 from iris_fpga.build import records
 from iris_fpga.build.checks import input_range, non_finite_layers, out_of_range, sample_list
 from iris_fpga.build.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, Step
-from iris_fpga.contract import BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE
+from iris_fpga.contract import (BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE, NOTEBOOK,
+                                VIVADO_REPORTS)
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
@@ -27,6 +28,8 @@ from iris_fpga.versions import COMPILER
 log = logging.getLogger("BuildModel")
 
 ON_TARGET = Path(__file__).resolve().parents[2] / BOARD_SCRIPT
+IP_DIR = "ip"  # <output-dir>/ip/: the accelerator IP's Verilog (src/) and its verification build
+IP_ESTIMATE = f"{IP_DIR}/{ESTIMATE}"  # staged by the ip step: the rtl step's figures and the whole IP's
 
 
 # -- data, train ------------------------------------------------------------------------------
@@ -169,7 +172,32 @@ def step_rtl(build: Build) -> Outcome:
 
 
 def rtl_asked(build: Build) -> str | None:
-    return None if build.config.rtl else "not asked for (add --rtl)"
+    return None if build.config.rtl or build.config.accelerator == "rtl" else "not asked for (add --rtl)"
+
+
+def step_ip(build: Build) -> Outcome:
+    """The project's own accelerator IP: Verilog, verified word for word with cocotb, synthesized."""
+    import shutil
+
+    from iris_fpga.hls import board_part
+    from iris_fpga.ip import run_ip
+
+    estimate = build.staging / IP_ESTIMATE
+    estimate.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(build.staging / ESTIMATE, estimate)  # the datapath's figures, the ip section beside them
+    ip = run_ip(build.work / GRAPH, build.output_dir / IP_DIR, estimate, part=board_part(build.config.board),
+                latency_cutoff=build.config.latency_cutoff, seed=build.config.seed,
+                y_hls_path=build.staging / CSIM_FILES[1])
+    verilog = tuple(build.output_dir / IP_DIR / name for name in ip["verilog"])
+    return Outcome({"ip": ip}, (estimate, *verilog))
+
+
+def ip_asked(build: Build) -> str | None:
+    return None if build.config.accelerator == "rtl" else "the hls accelerator needs none (add --accelerator rtl)"
+
+
+def ip_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    return [("ip", result["ip"]["headline"])]
 
 
 def rtl_lines(build: Build, result: dict) -> list[tuple[str, str]]:
@@ -181,16 +209,37 @@ def rtl_lines(build: Build, result: dict) -> list[tuple[str, str]]:
 def step_bitstream(build: Build) -> Outcome:
     from iris_fpga import vivado
 
+    if build.config.accelerator == "rtl":
+        return rtl_bitstream(build)
     tools = vivado.find_vivado()
     if tools is None:
-        return Outcome(skipped="Vivado not found (no vivado_hls and vivado on PATH or in $XILINX_VIVADO/bin); "
-                               + vivado.INSTALL_HINT)
+        return Outcome(skipped=vivado.not_found_message("hls"))
     outputs = vivado.build_bitstream(build.hls_model(), tools, build.output_dir, build.staging)
     return Outcome({"built": True, "vivado": str(tools.vivado)}, tuple(outputs))
 
 
+def rtl_bitstream(build: Build) -> Outcome:
+    """Vivado alone builds the block design around the ip step's Verilog (no Vivado HLS)."""
+    from iris_fpga import vivado, vivado_ports, vivado_rtl
+
+    tool = vivado.find_vivado_rtl()
+    if tool is None:
+        return Outcome(skipped=vivado.not_found_message("rtl"))
+    ip = build.results["ip"]["ip"]
+    ip_dir = build.output_dir / IP_DIR
+    vivado_ports.check_ip_verilog(ip_dir, ip["verilog"], ip["module"])
+    script = vivado_rtl.write_design_tcl(build.output_dir / vivado_rtl.RTL_PROJECT_DIR,
+                                         [ip_dir / name for name in ip["verilog"]], ip["module"], build.config.board)
+    outputs = vivado_rtl.build_rtl_bitstream(tool, script, build.staging)
+    return Outcome({"built": True, "vivado": str(tool), "reports": list(VIVADO_REPORTS),
+                    "published": list(VIVADO_REPORTS)}, tuple(outputs))
+
+
 def bitstream_lines(build: Build, result: dict) -> list[tuple[str, str]]:
-    return [("bitstream", f"built by Vivado: {build.package_dir / BITSTREAM_FILES[0]}")]
+    lines = [("bitstream", f"built by Vivado: {build.package_dir / BITSTREAM_FILES[0]}")]
+    if result.get("reports"):
+        lines.append(("reports", ", ".join(str(build.package_dir / name) for name in result["reports"])))
+    return lines
 
 
 # -- package, deploy --------------------------------------------------------------------------
@@ -198,8 +247,10 @@ def step_package(build: Build) -> Outcome:
     """Publish what every step with a result declared, the board script and the manifest, at once."""
     from iris_fpga import emulation
 
-    files = {name: build.staging / name for step in STEPS if step.name in build.results for name in step.publishes}
+    files = {name: build.staging / source for step in STEPS if step.name in build.results
+             for name, source in step.published(build.results[step.name])}  # a later step's name wins
     files[BOARD_SCRIPT] = ON_TARGET
+    files[NOTEBOOK] = ON_TARGET.with_name(NOTEBOOK)
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise ToolError(f"the package step is missing {missing[0]}: run the earlier steps first (without --from)")
@@ -243,8 +294,11 @@ STEPS = (
          publishes=CSIM_FILES, summary=accuracy_lines, code=(WEIGHTS_DIR_SOURCE,)),
     Step("rtl", step_rtl, settings=("latency_cutoff",), versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked,
          publishes=(ESTIMATE,), summary=rtl_lines),
-    Step("bitstream", step_bitstream, upstream=("convert",), may_skip="when Vivado is not installed",
-         publishes=BITSTREAM_FILES, summary=bitstream_lines),
+    Step("ip", step_ip, settings=("latency_cutoff", "seed"), versions=RTL_TOOLS + ("cocotb", "cocotbext-axi"),
+         upstream=("rtl",), when=ip_asked, publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
+    Step("bitstream", step_bitstream, settings=("accelerator",), upstream=("convert", "ip"),
+         may_skip="when Vivado is not installed", publishes=BITSTREAM_FILES,
+         summary=bitstream_lines),
     Step("package", step_package, settings=("accelerator",), cached=False, summary=package_lines),
     Step("deploy", step_deploy, when=board_named, cached=False, standalone=True),
 )
