@@ -23,7 +23,7 @@ from iris_fpga.cache import StepState, fingerprint
 from iris_fpga.config import RECIPES, BuildConfig
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_json, sha256_file
-from iris_fpga.packaging import check_package_dir, publish
+from iris_fpga.packaging import check_folders, publish
 from iris_fpga.versions import compiler_version, package_versions
 
 log = logging.getLogger("BuildModel")
@@ -127,10 +127,9 @@ class BuildModel:
         from iris_fpga.hls import check_board
 
         check_board(self.config.board)
+        check_folders(self.output_dir, self.package_dir, replace_package="package" in names)
         for folder in (self.output_dir, self.package_dir.parent):
             _check_writable(folder)
-        if "package" in names:
-            check_package_dir(self.package_dir)
 
     def require(self, step: str, key: str, start: str) -> None:
         """A step before ``--from`` must have finished with today's settings."""

@@ -24,7 +24,8 @@ PREVIOUS = "previous"  # previous/<build id>/y_hw.* of older builds
 NOTEBOOK = "on_target.ipynb"
 # Names that may sit in a package folder beyond the manifest's files (../shared/interfaces.md).
 EXTRA_FILES = RESULT_FILES + (NOTEBOOK,)  # the notebook only as a re-saved copy of a listed one
-EXTRA_DIRS = (PREVIOUS, "__pycache__", ".ipynb_checkpoints")
+PYCACHE = "__pycache__"  # allowed in any folder of the package: Python writes it beside a module
+EXTRA_DIRS = (PREVIOUS, PYCACHE, ".ipynb_checkpoints")
 
 # Files every package lists, by the step that makes them.
 DATA_FILES = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
@@ -101,7 +102,7 @@ def verify(package_dir: Path, manifest: dict, names=None) -> list[Problem]:
             problems.append(Problem(name, "is not listed in manifest.json"))
             continue
         path = Path(package_dir) / name
-        what = _not_regular(path)
+        what = _not_regular(package_dir, name)
         if what is None and sha256_file(path) != listed[name]:
             what = "changed (its sha256 differs from manifest.json's)"
         if what:
@@ -109,10 +110,16 @@ def verify(package_dir: Path, manifest: dict, names=None) -> list[Problem]:
     return problems
 
 
-def _not_regular(path: Path) -> str | None:
-    for parent in reversed(path.parents):  # no link anywhere on the way into the package
-        if parent.is_symlink():
-            return f"lies under a symbolic link ({parent.name})"
+def _not_regular(package_dir: Path, name: str) -> str | None:
+    """Why ``package_dir/name`` is not a regular file of the package, or None.
+
+    Only the folders between the package and the file are checked for links: the package itself
+    may sit under a linked folder (a home on another disk) without its files escaping it.
+    """
+    path = Path(package_dir) / name
+    for parent in reversed(PurePosixPath(name).parents[:-1]):  # no link on the way inside the package
+        if (Path(package_dir) / parent).is_symlink():
+            return f"lies under a symbolic link ({parent})"
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -127,7 +134,11 @@ def _not_regular(path: Path) -> str | None:
 
 
 def strangers(package_dir: Path, manifest: dict) -> list[str]:
-    """Entries of ``package_dir`` that are neither listed, the manifest, nor allowed extras."""
+    """Entries of ``package_dir`` that are neither listed, the manifest, nor allowed extras.
+
+    A link, FIFO or folder where a listed file or an extra file belongs is a stranger too: the
+    user put it there, and replacing the folder would remove it.
+    """
     package_dir = Path(package_dir)
     listed = set(manifest["files"])
     listed_dirs = {p.as_posix() for name in listed for p in PurePosixPath(name).parents if str(p) != "."}
@@ -136,15 +147,17 @@ def strangers(package_dir: Path, manifest: dict) -> list[str]:
         rel_root = Path(root).relative_to(package_dir)
         for d in list(dirs):
             rel = (rel_root / d).as_posix()
-            if rel in EXTRA_DIRS or rel_root == Path(".") and d in EXTRA_DIRS:
+            extra = d == PYCACHE or rel_root == Path(".") and d in EXTRA_DIRS
+            if extra and not (package_dir / rel).is_symlink():
                 dirs.remove(d)  # allowed extras are not inspected
             elif rel not in listed_dirs or (package_dir / rel).is_symlink():
                 found.append(rel + "/")
                 dirs.remove(d)
         for f in files:
             rel = (rel_root / f).as_posix()
-            if rel not in listed and rel != MANIFEST and not (rel_root == Path(".") and f in EXTRA_FILES):
-                found.append(rel)
+            known = rel in listed or rel_root == Path(".") and f in EXTRA_FILES
+            if rel != MANIFEST and not (known and _not_regular(package_dir, rel) is None):
+                found.append(rel)  # unknown, or a link or FIFO in place of a file of ours
     return sorted(found)
 
 
