@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -194,8 +195,6 @@ def _put(path: Path, kind: str, outside: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():
-        import shutil
-
         shutil.rmtree(path)
     if kind == "file":
         path.write_text("user's")
