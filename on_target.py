@@ -505,12 +505,8 @@ def check_bitstream(bitfile, part):
 
 
 def _atomic_files(contents):
-    """Write {path: bytes} so that all files are replaced or none is (temporary files + renames).
-
-    Each file is written beside its target first; the old targets are renamed aside and brought
-    back if a later rename fails, so a result never sits beside another run's record.
-    """
-    temps, moved, done = [], [], False
+    """Write {path: bytes} so that all files are replaced or none is (temporary files + renames)."""
+    temps = []
     try:
         for path, data in contents.items():
             fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="." + path.name + ".", suffix=".tmp")
@@ -520,13 +516,26 @@ def _atomic_files(contents):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        for path, tmp in zip(contents, temps):
+        _replace_all(list(zip(contents, temps)))
+    finally:
+        for tmp in temps:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+
+def _replace_all(pairs):
+    """Rename each temporary file onto its path; if one rename fails, put the earlier files back.
+
+    The old files are renamed aside first, so a result never sits beside another run's record.
+    """
+    moved = []
+    try:
+        for path, tmp in pairs:
             backup = tmp + ".old" if os.path.lexists(str(path)) else None
             if backup:
                 os.replace(str(path), backup)
             moved.append((path, backup))
             os.replace(tmp, str(path))
-        done = True
     except BaseException:
         for path, backup in reversed(moved):
             try:
@@ -537,11 +546,9 @@ def _atomic_files(contents):
             except OSError:
                 pass  # the earlier file stays in its backup rather than being lost
         raise
-    finally:
-        for tmp in temps:
-            for leftover in (tmp, tmp + ".old") if done else (tmp,):
-                if os.path.lexists(leftover):
-                    os.unlink(leftover)
+    for _, backup in moved:
+        if backup:
+            os.unlink(backup)
 
 
 def save_results(np, output, y, record):
@@ -799,6 +806,14 @@ def open_board(np, args, job, say, where):
                 args.bitfile or DEFAULT_BITFILE))
         else:
             say("bitstream {} checked as pynq would; it is not loaded anywhere".format(job.bitfile))
+    overlay = load_overlay(np, driver, args, job, where)
+    if not args.emulate:
+        say("overlay {} loaded".format(job.bitfile))
+    return pynq, Accelerator(np, overlay, pynq.allocate, job.ip, args.dma_limit, args.timeout, where)
+
+
+def load_overlay(np, driver, args, job, where):
+    """The driver's overlay with buffers for the first transfer, within a deadline."""
     first_rows = min(job.x.shape[0], args.dma_limit // job.ip.in_row_bytes)
     bit_argument = str(job.bitfile) if job.bitfile is not None else None
     try:
@@ -810,9 +825,7 @@ def open_board(np, args, job, say, where):
     except Exception as exc:  # pynq raises many types: all mean the overlay does not load
         raise TargetError("{}: the overlay does not load: {}: {}".format(
             where, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
-    if not args.emulate:
-        say("overlay {} loaded".format(job.bitfile))
-    return pynq, Accelerator(np, overlay, pynq.allocate, job.ip, args.dma_limit, args.timeout, where)
+    return overlay
 
 
 def measure(np, accelerator, x, repeat, where):
