@@ -94,6 +94,10 @@ def _swap(package_dir: Path, new: Path, build_id: str) -> list[str]:
     package_dir.rename(old)
     try:
         notes = _carry_over(old, new, contract.require_ours(old) or {}, build_id, shown=package_dir.name)
+    except ToolError as exc:
+        old.rename(package_dir)
+        raise ToolError(f"{str(exc).replace(str(old), str(package_dir))} (it changed while the build ran)",
+                        exc.code) from None
     except BaseException:
         old.rename(package_dir)
         raise

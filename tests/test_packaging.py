@@ -155,7 +155,8 @@ def test_a_file_added_during_the_build_is_never_removed(tmp_path):
 
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_refused(lambda: publish(package, sources(tmp_path / "src-b", "two"), manifest_of(BUILD_B),
-                                   extra_stage=user_adds_a_file), "results-of-my-own.csv")
+                                   extra_stage=user_adds_a_file),
+                   f"{package} holds what its manifest does not list (results-of-my-own.csv)")
     assert (package / "results-of-my-own.csv").read_text() == "precious"
     assert (package / "X_test.npy").read_text() == f"X_test.npy {BUILD_A}"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["src-b"])  # no staging left
