@@ -21,8 +21,9 @@ pynq, no TensorFlow, no hls4ml): standard library, numpy and pynq only, Python 3
 cannot import iris_fpga. It drives the generated axi_stream_driver.py unmodified and works around
 its pitfalls:
 - predict() returns the live DMA buffer, which the next call overwrites: results are copied out;
-- the IP reads its stream as float32 samples of 4 features and a size it cannot consume hangs the
-  DMA on the board: the input is checked and made C-contiguous float32 (N, 4) before any transfer;
+- the IP reads its stream as float32 samples of n_in features and a size it cannot consume hangs
+  the DMA on the board: the input is checked and made C-contiguous float32 (N, n_in) before any
+  transfer;
 - one DMA transfer is at most 2**26 - 1 bytes: a larger input goes in several transfers
   (--dma-limit lowers the limit, so tests reach it with small data);
 - a transfer that never completes would hang predict() forever: each has a deadline (--timeout),
