@@ -695,6 +695,36 @@ def test_runs_on_a_real_python_38(package):
         assert_failed(result, ExitCode.BOARD, "numpy is not installed", package)
 
 
+def test_the_checks_before_numpy_run_on_python_38(package):
+    """Manifest, IP, listed files and --output checks are standard library: run them on 3.8 itself."""
+    python = _python38()
+    if python is None:
+        pytest.skip("no Python 3.8 on this machine (set IRIS_PYTHON38)")
+    edit_manifest(package, **dict(IP_FIELDS, n_in=5, input_type="ap_ufixed<8,3>"))
+    (package / "y_keras.npy").unlink()
+    (package / "y_keras.npy").symlink_to(package / "y_hls.npy")
+    script = (
+        "import on_target as t\n"
+        "from pathlib import Path\n"
+        "m = t.read_manifest(False)\n"
+        "ip = t.read_ip(m)\n"
+        "print(ip.n_in, ip.in_row_bytes, ip.low, ip.high, ip.defaulted)\n"
+        "for check in (lambda: t.check_listed_files(m['files']),\n"
+        "              lambda: t.check_output(Path('scaler.npy'), m['files'], [])):\n"
+        "    try:\n"
+        "        check()\n"
+        "    except t.TargetError as exc:\n"
+        "        print(exc.code, exc)\n")
+    result = subprocess.run([python, "-c", script], cwd=package, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "5 20 0.0 8.0 ()",
+        "2 y_keras.npy is a symbolic link: the package holds the regular files manifest.json lists; "
+        "copy the package folder again",
+        "2 --output scaler.npy would replace scaler.json, a file of the package or of this run: choose another "
+        "name (default y_hw.npy)"]
+
+
 # --------------------------------------------------------------------------- the stand-in itself
 
 
