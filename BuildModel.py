@@ -22,7 +22,7 @@ from iris_fpga.cache import cache_keys
 from iris_fpga.config import ACCELERATORS, ARTICLE_BITS, ARTICLE_HIDDEN, BOARDS, MAX_REUSE_FACTOR, RECIPES, BuildConfig, parse_widths
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_json
-from iris_fpga.packaging import check_package_dir
+from iris_fpga.packaging import check_folders
 from iris_fpga.versions import versions_of
 
 log = logging.getLogger("BuildModel")
@@ -62,10 +62,9 @@ class BuildModel(Build):
         from iris_fpga.hls import check_board
 
         check_board(self.config.board)
+        check_folders(self.output_dir, self.package_dir, replace_package="package" in names)
         for folder in (self.output_dir, self.package_dir.parent):
             _check_writable(folder)
-        if "package" in names:
-            check_package_dir(self.package_dir)
 
     def gather(self, active: list[Step], start: str) -> None:
         """Results of the cached steps before the last active one that do not run now.

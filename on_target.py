@@ -4,17 +4,26 @@
 On the board, in the copied package folder:   sudo python3 on_target.py
 Without a board (an emulated PYNQ-Z2):         python on_target.py --emulate
 
-Writes y_hw.npy (the accelerator's outputs, float32 (N, 3)) and beside it y_hw.json (build id,
-mode, pynq version, samples, latency and throughput, date, ...), both atomically: a failed run
-leaves no half-written result. Prints the accuracy when y_test.npy is beside the input.
+Writes y_hw.npy (the accelerator's outputs, float32 (N, n_out)) and beside it y_hw.json (build id,
+mode, pynq version, samples, latency and throughput, date, ...), both or neither: a failed run
+leaves no half-written result and never one without the other. Prints the accuracy when
+y_test.npy is beside the input. --output may name no file of the package.
+
+manifest.json describes the IP (accelerator, part, n_in, n_out, input_type; today's PYNQ-Z2
+values stand in for a field an older manifest lacks) and lists every file with its sha256: a
+listed file that is a link, FIFO or folder is refused, and so is one it uses whose checksum
+differs. Without manifest.json the run is refused unless --no-manifest asks for it (the record
+then says "manifest_checked": false). Input values outside input_type's range are counted and
+named, not refused: the run shows what the IP does with them.
 
 This script runs on the board's own Python (PYNQ images ship Python 3.8 to 3.10 with numpy and
 pynq, no TensorFlow, no hls4ml): standard library, numpy and pynq only, Python 3.8 syntax, and it
 cannot import iris_fpga. It drives the generated axi_stream_driver.py unmodified and works around
 its pitfalls:
 - predict() returns the live DMA buffer, which the next call overwrites: results are copied out;
-- the IP reads its stream as float32 samples of 4 features and a size it cannot consume hangs the
-  DMA on the board: the input is checked and made C-contiguous float32 (N, 4) before any transfer;
+- the IP reads its stream as float32 samples of n_in features and a size it cannot consume hangs
+  the DMA on the board: the input is checked and made C-contiguous float32 (N, n_in) before any
+  transfer;
 - one DMA transfer is at most 2**26 - 1 bytes: a larger input goes in several transfers
   (--dma-limit lowers the limit, so tests reach it with small data);
 - a transfer that never completes would hang predict() forever: each has a deadline (--timeout),
@@ -27,10 +36,10 @@ Its library is compiled for the workstation (x86-64): on another machine (a boar
 refuses (code 2). Its deadlines fit its own pace (EMULATED_SECONDS_PER_SAMPLE), and a transfer
 slower than the board's deadline is reported as slow, not as a fault.
 
-Order of checks: options, input, manifest, bitstream (a missing hls4ml_nn.bit without --emulate
-is an input error, code 2, and says to use --emulate), with --emulate the library's machine
-(code 2), then pynq, root, driver, overlay, DMA
-(code 4). On a workstation without pynq, a run with a bitstream present exits 4.
+Order of checks: options, manifest, package files, output, input, bitstream (a missing
+hls4ml_nn.bit without --emulate is an input error, code 2, and says to use --emulate), with
+--emulate the library's machine (code 2), then pynq, root, driver, overlay, DMA (code 4). On a
+workstation without pynq, a run with a bitstream present exits 4.
 """
 from __future__ import annotations
 
@@ -38,17 +47,22 @@ import argparse
 import datetime
 import hashlib
 import importlib.util
+import io
 import json
+import math
 import os
 import platform
+import re
 import signal
+import stat
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 # Exit codes: the same numbers as iris_fpga/errors.py (ExitCode), which this script cannot import
 # because it runs on the board. Keep them in step (tests/test_on_target.py checks).
@@ -57,23 +71,40 @@ EXIT_CHECK_FAILED = 1  # repeated runs of the accelerator disagreed
 EXIT_USAGE = 2  # bad option; missing, corrupt or mismatched file; wrong shape or dtype
 EXIT_BOARD = 4  # not a board, not root, overlay or driver does not load, DMA fault or timeout
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DRIVER_FILE = "axi_stream_driver.py"
+PACKAGE_DIR = Path(os.path.abspath(__file__)).parent  # where the script is, links not followed
 DRIVER_CLASS = "NeuralNetworkOverlay"
-MANIFEST = "manifest.json"
-EMULATION_DIR = "emulation"
-LABELS_FILE = "y_test.npy"
-DEFAULT_BITFILE = "hls4ml_nn.bit"
-DEFAULT_INPUT = "X_test.npy"
-DEFAULT_OUTPUT = "y_hw.npy"
 
-N_INPUTS = 4  # features per sample: the accelerator's input layer width
-N_OUTPUTS = 3  # classes: its output layer width
+# The package contract: the same names as iris_fpga/contract.py, which this script cannot import.
+# Keep them in step (tests/test_on_target.py checks).
+MANIFEST = "manifest.json"
+RESULT_FILES = ("y_hw.npy", "y_hw.json")
+DATA_FILES = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
+CSIM_FILES = ("y_keras.npy", "y_hls.npy")
+DRIVER_FILE = "axi_stream_driver.py"
+BOARD_SCRIPT = "on_target.py"
+NOTEBOOK = "on_target.ipynb"
+ESTIMATE = "hardware_estimate.json"
+BITSTREAM_FILES = ("hls4ml_nn.bit", "hls4ml_nn.hwh")
+EMULATION_DIR = "emulation"
+PYCACHE = "__pycache__"
+MANIFEST_FIELDS = {"build_id": str, "created": str, "settings": dict, "versions": dict, "files": dict}
+MAX_MANIFEST_BYTES = 1 << 20
+# Every name a package may hold a file of: --output may name none of them.
+PACKAGE_FILES = DATA_FILES + CSIM_FILES + (DRIVER_FILE, BOARD_SCRIPT, NOTEBOOK, ESTIMATE, MANIFEST) + BITSTREAM_FILES
+DEFAULT_INPUT, LABELS_FILE = DATA_FILES[:2]
+DEFAULT_BITFILE = BITSTREAM_FILES[0]
+DEFAULT_OUTPUT = RESULT_FILES[0]
+
+# The IP as manifest.json describes it; these values (hls4ml's IP for the PYNQ-Z2) stand in for a
+# field that a manifest written before the fields existed lacks.
+IP_DEFAULTS = {"accelerator": "hls", "part": "xc7z020clg400-1", "n_in": 4, "n_out": 3,
+               "input_type": "ap_fixed<16,6>"}
+ACCELERATORS = ("hls", "rtl")  # both stream float32 words through hier_0/axi_dma_0
+MAX_WORDS = 1 << 16  # a sane bound on n_in and n_out
 FLOAT32_BYTES = 4
-IN_ROW_BYTES = N_INPUTS * FLOAT32_BYTES
-OUT_ROW_BYTES = N_OUTPUTS * FLOAT32_BYTES
 DMA_TRANSFER_LIMIT = (1 << 26) - 1  # bytes per transfer: c_sg_length_width 26 in hls4ml's design
 DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 86400.0  # a day: longer is a mistake, and setitimer refuses far larger values
 SECONDS_PER_SAMPLE = 50e-6  # added to the deadline per sample in a transfer (10x the IP's pace)
 # The emulated board's deadline: the C-simulation takes about 40 us per sample on the workstation
 # (this project's machine, 2 cores), so a board's 50 us would fail a large input on a busy computer.
@@ -83,7 +114,7 @@ ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183, "armv7l
                 "i386": 3, "i686": 3}
 ELF_NAMES = {62: "x86-64", 183: "64-bit ARM", 40: "32-bit ARM", 3: "x86 (32-bit)"}
 BIT_HEADER = b"\x00\x09\x0f\xf0\x0f\xf0\x0f\xf0\x0f\xf0\x00\x00\x01"  # every Xilinx .bit starts so
-PYNQ_Z2_PART = "7z020"
+SHOWN_SAMPLES = 10  # out-of-range samples named in the warning (the record keeps up to 100)
 
 
 class TargetError(Exception):
@@ -116,13 +147,14 @@ def _positive_int(text):
     return value
 
 
-def _positive_float(text):
+def _seconds(text):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be above 0, got {}".format(text))
+    if not 0 < value <= MAX_TIMEOUT_S:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be above 0 and at most {:g} seconds, got {}".format(
+            MAX_TIMEOUT_S, text))
     return value
 
 
@@ -138,20 +170,126 @@ def parse_args(argv):
                         help="bitstream; its .hwh must sit beside it (default {}; optional with --emulate)".format(
                             DEFAULT_BITFILE))
     parser.add_argument("--input", default=DEFAULT_INPUT,
-                        help="float32 (N, {}) .npy of scaled samples (default %(default)s)".format(N_INPUTS))
+                        help="float32 (N, n_in) .npy of scaled samples (default %(default)s)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help="where to save the outputs; the record goes beside it as .json (default %(default)s)")
+                        help="where to save the outputs; the record goes beside it as .json; no file of the "
+                        "package (default %(default)s)")
     parser.add_argument("--repeat", type=_positive_int, default=1,
                         help="run the whole input N times for timing; all runs must agree (default 1)")
     parser.add_argument("--dma-limit", type=_positive_int, default=DMA_TRANSFER_LIMIT, metavar="BYTES",
                         help="largest DMA transfer in bytes; larger inputs are split (default 2**26-1)")
-    parser.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help="deadline for each DMA transfer, plus {:g} s per sample in it ({:g} s with --emulate) "
-                             "(default %(default)s)".format(SECONDS_PER_SAMPLE, EMULATED_SECONDS_PER_SAMPLE))
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="deadline for each DMA transfer, plus {:g} s per sample in it ({:g} s with --emulate); "
+                        "at most {:g} (default %(default)s)".format(SECONDS_PER_SAMPLE, EMULATED_SECONDS_PER_SAMPLE,
+                                                                    MAX_TIMEOUT_S))
+    parser.add_argument("--no-manifest", action="store_true",
+                        help="run although {} is absent: no file is checked, and the record says so".format(MANIFEST))
     args = parser.parse_args(argv)
-    if args.dma_limit < IN_ROW_BYTES:
-        raise TargetError("--dma-limit {} is smaller than one sample ({} bytes)".format(args.dma_limit, IN_ROW_BYTES))
+    if Path(args.output).name in ("", ".", ".."):
+        raise TargetError("--output {!r} names no file: give a file name such as {}".format(args.output, DEFAULT_OUTPUT))
     return args
+
+
+# --------------------------------------------------------------------------- manifest and the IP
+
+
+class Ip(NamedTuple):
+    """The accelerator as manifest.json describes it (``defaulted``: fields it lacked)."""
+
+    accelerator: str
+    part: str
+    n_in: int
+    n_out: int
+    input_type: str
+    low: float  # the input type holds [low, high)
+    high: float
+    defaulted: tuple
+
+    @property
+    def in_row_bytes(self):
+        return self.n_in * FLOAT32_BYTES
+
+    @property
+    def out_row_bytes(self):
+        return self.n_out * FLOAT32_BYTES
+
+
+FIXED_TYPE = re.compile(r"ap_(u?)fixed<\s*(\d{1,4})\s*,\s*(-?\d{1,4})\s*(?:,[^<>]*)?>")
+INT_TYPE = re.compile(r"ap_(u?)int<\s*(\d{1,4})\s*>")
+MAX_TYPE_BITS = 1023  # 2.0 ** 1024 overflows a float
+
+
+def read_manifest(allow_absent):
+    """manifest.json beside this script, checked as iris_fpga.contract.read_manifest checks it."""
+    path = PACKAGE_DIR / MANIFEST
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        if allow_absent:
+            return None
+        raise TargetError("no {} beside on_target.py, so no file can be checked: copy the whole package "
+                          "folder, or run with --no-manifest to use the files unchecked".format(MANIFEST)) from None
+    except OSError as exc:
+        raise TargetError("{}: {}".format(path, exc.strerror)) from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
+        raise TargetError("{} is not a regular file of at most {} bytes: copy the package folder again".format(
+            path, MAX_MANIFEST_BYTES))
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise TargetError("{} is corrupt ({}): copy the package folder again".format(path, _first_line(exc))) from None
+    wrong = [k for k, kind in MANIFEST_FIELDS.items()
+             if not isinstance(manifest, dict) or not isinstance(manifest.get(k), kind)]
+    if wrong:
+        raise TargetError("{} is not a manifest of this tool (field {!r} missing or of the wrong type): copy the "
+                          "package folder again".format(path, wrong[0]))
+    if not re.fullmatch("[0-9a-f]{16}", manifest["build_id"]):
+        raise TargetError("{} has no valid build_id: copy the package folder again".format(path))
+    bad = [n for n, digest in manifest["files"].items() if not _plain_relative(n) or not isinstance(digest, str)]
+    if bad:
+        raise TargetError("{}: file entry {!r} is not a plain relative path with a sha256".format(path, bad[0]))
+    return manifest
+
+
+def _plain_relative(name):
+    """A manifest entry must be a plain relative POSIX path inside the package."""
+    pure = PurePosixPath(name)
+    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and str(pure) == name \
+        and "\\" not in name and not any(ord(c) < 32 or ord(c) == 127 for c in name) \
+        and name != MANIFEST and name not in RESULT_FILES
+
+
+def read_ip(manifest):
+    """The IP's fields from the manifest, today's PYNQ-Z2 values for those it lacks."""
+    given = manifest or {}
+    values = {key: given.get(key, default) for key, default in IP_DEFAULTS.items()}
+    if values["accelerator"] not in ACCELERATORS:
+        raise TargetError("{} names accelerator {!r}: this on_target.py drives {}".format(
+            MANIFEST, values["accelerator"], " and ".join(ACCELERATORS)))
+    if not (isinstance(values["part"], str) and re.fullmatch("[A-Za-z0-9][A-Za-z0-9-]{2,40}", values["part"])):
+        raise TargetError("{} names part {!r}: not a Xilinx part name".format(MANIFEST, values["part"]))
+    for key in ("n_in", "n_out"):
+        if type(values[key]) is not int or not 1 <= values[key] <= MAX_WORDS:
+            raise TargetError("{} gives {} = {!r}: expected a whole number from 1 to {}".format(
+                MANIFEST, key, values[key], MAX_WORDS))
+    low, high = input_range(values["input_type"])
+    defaulted = tuple(sorted(key for key in IP_DEFAULTS if key not in given))
+    return Ip(low=low, high=high, defaulted=defaulted, **values)
+
+
+def input_range(type_name):
+    """[low, high) of an ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W> or ap_uint<W>."""
+    match = isinstance(type_name, str) and (FIXED_TYPE.fullmatch(type_name) or INT_TYPE.fullmatch(type_name))
+    if not match:
+        raise TargetError("{} gives input_type {!r}: expected ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W> or "
+                          "ap_uint<W>".format(MANIFEST, type_name))
+    width = int(match.group(2))
+    integer = int(match.group(3)) if match.re is FIXED_TYPE else width
+    if not 1 <= width <= MAX_TYPE_BITS or abs(integer) > MAX_TYPE_BITS:
+        raise TargetError("{} gives input_type {!r}: at most {} bits".format(MANIFEST, type_name, MAX_TYPE_BITS))
+    if match.group(1) == "u":
+        return 0.0, 2.0 ** integer
+    return -(2.0 ** (integer - 1)), 2.0 ** (integer - 1)
 
 
 # --------------------------------------------------------------------------- files
@@ -165,11 +303,89 @@ def _import_numpy():
     return numpy
 
 
+def check_listed_files(listed):
+    """Every file the manifest lists is a regular file of the package, if present (links not followed)."""
+    for name in sorted(listed):
+        what = _not_regular(name)
+        if what:
+            raise TargetError("{} {}: the package holds the regular files {} lists; copy the package folder "
+                              "again".format(name, what, MANIFEST))
+
+
+def _not_regular(name):
+    """Why PACKAGE_DIR/name is not a regular file of the package; None when it is, or is absent."""
+    for parent in reversed(list(PurePosixPath(name).parents)[:-1]):
+        if (PACKAGE_DIR / parent).is_symlink():
+            return "lies under a symbolic link ({})".format(parent)
+    try:
+        mode = (PACKAGE_DIR / name).lstat().st_mode
+    except FileNotFoundError:
+        return None  # a file that is used says so itself
+    except OSError as exc:
+        return "is unreadable ({})".format(exc.strerror)
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a folder, FIFO or device)"
+    return None
+
+
+def _package_name(path):
+    """The name ``path`` has in the package, or None when it lies elsewhere."""
+    folder = os.path.realpath(str(Path(path).parent))
+    relative = os.path.relpath(os.path.join(folder, Path(path).name), os.path.realpath(str(PACKAGE_DIR)))
+    return None if relative == ".." or relative.startswith(".." + os.sep) else Path(relative).as_posix()
+
+
+def verify_used(listed, paths):
+    """Files of this package that the run uses must be the ones the manifest lists (not from another build)."""
+    for path in paths:
+        name = _package_name(path)
+        expected = listed.get(name)
+        if expected and path.is_file() and _sha256(path) != expected:
+            raise TargetError("{} is not the file {} lists (its sha256 differs): a file from another build? "
+                              "Copy the whole package folder again".format(name, MANIFEST))
+
+
+def verify_emulation(listed):
+    """Everything in emulation/ is imported or loaded by --emulate: each file listed and unchanged."""
+    folder = PACKAGE_DIR / EMULATION_DIR
+    for root, dirs, files in os.walk(str(folder)):
+        dirs[:] = [d for d in dirs if d != PYCACHE]
+        for entry in [d for d in dirs if os.path.islink(os.path.join(root, d))] + files:
+            name = Path(root, entry).relative_to(PACKAGE_DIR).as_posix()
+            if name not in listed:
+                raise TargetError("{} is not a file {} lists: copy the package folder again".format(name, MANIFEST))
+    verify_used(listed, [PACKAGE_DIR / name for name in listed if name.startswith(EMULATION_DIR + "/")])
+
+
+def check_output(output, listed, used):
+    """--output and its record may replace no file of the package and none this run reads."""
+    target = Path(os.path.realpath(str(output.parent))) / output.name
+    record = target.with_suffix(".json")
+    package = Path(os.path.realpath(str(PACKAGE_DIR)))
+    protected = {package / name for name in set(PACKAGE_FILES) | set(listed)}
+    protected |= {Path(os.path.realpath(str(path))) for path in used}
+    folders = {package / parent for name in listed for parent in list(PurePosixPath(name).parents)[:-1]}
+    folders.add(package / EMULATION_DIR)
+    if target.suffix == ".json":
+        raise TargetError("--output {} is a .json name: its record would replace it".format(output))
+    for path in (target, record):
+        if path in protected or any(folder == path or folder in path.parents for folder in folders):
+            raise TargetError("--output {} would replace {}, a file of the package or of this run: choose "
+                              "another name (default {})".format(output, path.name, DEFAULT_OUTPUT))
+        if path.is_dir():
+            raise TargetError("--output {}: {} is a folder".format(output, path))
+
+
 def _load_npy(np, path, what):
+    """The one array in ``path``; its header is checked against the file's size before any read."""
     if not path.is_file():
-        raise TargetError("{} {} not found".format(what, path))
+        raise TargetError("{} {} not found (or not a regular file)".format(what, path))
     try:
         with open(str(path), "rb") as fh:
+            _check_npy_header(np, fh)
+            fh.seek(0)
             array = np.load(fh, allow_pickle=False)
     except Exception as exc:  # numpy raises many types for a damaged file; all mean "corrupt"
         raise TargetError("{} is not a readable .npy file ({})".format(path, _first_line(exc))) from None
@@ -178,12 +394,28 @@ def _load_npy(np, path, what):
     return array
 
 
-def load_input(np, path):
-    """The samples as C-contiguous float32 (N, 4): what the accelerator's stream carries."""
+def _check_npy_header(np, fh):
+    """The header's shape and dtype must describe exactly the bytes that follow it."""
+    version = np.lib.format.read_magic(fh)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise TargetError(".npy format version {}.{}, not 1.0 or 2.0".format(*version))
+    shape, _, dtype = readers[version](fh)
+    if dtype.hasobject:
+        raise TargetError("it holds Python objects, which would need pickle")
+    claimed = math.prod(shape) * dtype.itemsize
+    present = os.fstat(fh.fileno()).st_size - fh.tell()
+    if claimed != present:
+        raise TargetError("its header claims shape {} of {}, {} bytes, but {} bytes follow".format(
+            shape, dtype, claimed, present))
+
+
+def load_input(np, path, ip):
+    """The samples as C-contiguous float32 (N, n_in): what the accelerator's stream carries."""
     x = _load_npy(np, path, "input")
-    if x.ndim != 2 or x.shape[1] != N_INPUTS:
+    if x.ndim != 2 or x.shape[1] != ip.n_in:
         raise TargetError("{} has shape {}: expected (N, {}), one row of {} scaled features per sample".format(
-            path, x.shape, N_INPUTS, N_INPUTS))
+            path, x.shape, ip.n_in, ip.n_in))
     if x.shape[0] == 0:
         raise TargetError("{} holds no samples".format(path))
     if x.dtype.kind != "f" or x.dtype.itemsize != FLOAT32_BYTES:
@@ -202,37 +434,17 @@ def load_labels(np, input_path, n):
     y = _load_npy(np, path, "labels")
     if y.ndim not in (1, 2) or y.shape[0] != n or y.size == 0:
         return None, "{} has shape {}, not one label per input sample ({})".format(LABELS_FILE, y.shape, n)
+    if y.dtype.kind not in "biuf" or not np.isfinite(y).all():
+        return None, "{} holds {} values, not class indices or one-hot rows".format(LABELS_FILE, y.dtype)
     return (y.argmax(axis=1) if y.ndim == 2 else y.astype(int)), None
 
 
-def read_manifest():
-    path = PACKAGE_DIR / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise TargetError("{} is corrupt ({}): copy the package folder again".format(path, _first_line(exc))) from None
-    build_id = manifest.get("build_id") if isinstance(manifest, dict) else None
-    if not (isinstance(build_id, str) and len(build_id) == 16 and all(c in "0123456789abcdef" for c in build_id)):
-        raise TargetError("{} has no valid build_id: copy the package folder again".format(path))
-    return manifest
-
-
-def check_against_manifest(manifest, paths):
-    """Files of this package must be the ones the manifest lists (not from another build)."""
-    if not manifest:
-        return
-    listed = manifest.get("files") or {}
-    for path in paths:
-        try:
-            name = path.resolve().relative_to(PACKAGE_DIR).as_posix()
-        except ValueError:
-            continue  # not part of the package
-        expected = listed.get(name)
-        if expected and _sha256(path) != expected:
-            raise TargetError("{} is not the file {} lists (its sha256 differs): a file from another build? "
-                              "Copy the whole package folder again".format(name, MANIFEST))
+def out_of_range(np, x, ip):
+    """Input values the IP's input type cannot hold (it wraps or saturates them), and their samples."""
+    outside = (x < ip.low) | (x >= ip.high)
+    rows = np.flatnonzero(outside.any(axis=1))
+    return {"input_type": ip.input_type, "range": [ip.low, ip.high], "values": int(outside.sum()),
+            "samples": int(rows.size), "first_samples": rows[:100].tolist()}
 
 
 def _sha256(path):
@@ -260,18 +472,36 @@ def _bit_part(header):
     return None
 
 
-def check_bitstream(bitfile):
-    """A .bit for the PYNQ-Z2's part with the .hwh of the design the driver expects beside it."""
+def _device(part):
+    """How a .bit header names a part: xc7z020clg400-1 -> 7z020clg400."""
+    device = part.lower()
+    return (device[2:] if device.startswith("xc") else device).split("-")[0]
+
+
+def choose_bitfile(args):
+    """The bitstream: always on a board; with --emulate only when named or present (else None)."""
+    bitfile = Path(args.bitfile or DEFAULT_BITFILE)
+    if bitfile.is_file() or args.bitfile or not args.emulate:
+        if not bitfile.is_file() and not args.emulate:
+            raise TargetError("bitstream {} not found in {}: copy hls4ml_nn.bit and hls4ml_nn.hwh (built by "
+                              "Vivado) here; without a board or bitstream, run python on_target.py "
+                              "--emulate".format(bitfile, Path.cwd()))
+        return bitfile
+    return None
+
+
+def check_bitstream(bitfile, part):
+    """A .bit for the IP's part with the .hwh of the design the driver expects beside it."""
     hwh = bitfile.with_suffix(".hwh")
     if not bitfile.is_file():
         raise TargetError("bitstream {} not found".format(bitfile))
     with open(str(bitfile), "rb") as fh:
         header = fh.read(512)
-    part = _bit_part(header)
-    if part is None:
+    bit_part = _bit_part(header)
+    if bit_part is None:
         raise TargetError("{} is not a Xilinx .bit file (its header is wrong)".format(bitfile))
-    if PYNQ_Z2_PART not in part:
-        raise TargetError("{} was built for part {}, not the PYNQ-Z2's xc{}".format(bitfile, part, PYNQ_Z2_PART))
+    if _device(part) not in bit_part.lower():
+        raise TargetError("{} was built for part {}, not the IP's {} ({})".format(bitfile, bit_part, part, MANIFEST))
     if not hwh.is_file():
         raise TargetError("{} has no {} beside it: pynq needs both files of the same Vivado build".format(
             bitfile.name, hwh.name))
@@ -287,7 +517,7 @@ def check_bitstream(bitfile):
 
 
 def _atomic_files(contents):
-    """Write {path: bytes} so that each file is complete or untouched (temporary file + rename)."""
+    """Write {path: bytes} so that all files are replaced or none is (temporary files + renames)."""
     temps = []
     try:
         for path, data in contents.items():
@@ -298,19 +528,46 @@ def _atomic_files(contents):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        for (path, _), tmp in zip(contents.items(), temps):
-            os.replace(tmp, str(path))
+        _replace_all(list(zip(contents, temps)))
     finally:
         for tmp in temps:
-            if os.path.exists(tmp):
+            if os.path.lexists(tmp):
                 os.unlink(tmp)
 
 
-def save_results(np, output, y, record):
-    import io
+def _replace_all(pairs):
+    """Rename each temporary file onto its path; if one rename fails, put the earlier files back.
 
+    The old files are renamed aside first, so a result never sits beside another run's record.
+    """
+    moved = []
+    try:
+        for path, tmp in pairs:
+            backup = tmp + ".old" if os.path.lexists(str(path)) else None
+            if backup:
+                os.replace(str(path), backup)
+            moved.append((path, backup))
+            os.replace(tmp, str(path))
+    except BaseException:
+        for path, backup in reversed(moved):
+            try:
+                if backup:
+                    os.replace(backup, str(path))
+                elif os.path.lexists(str(path)):
+                    os.unlink(str(path))
+            except OSError:
+                pass  # the earlier file stays in its backup rather than being lost
+        raise
+    for _, backup in moved:
+        if backup:
+            os.unlink(backup)
+
+
+def save_results(np, output, y, record):
+    """y_hw.npy and its record, both or neither; the record carries the array's sha256."""
     buf = io.BytesIO()
     np.save(buf, y, allow_pickle=False)
+    record = dict(record, output_sha256=hashlib.sha256(buf.getvalue()).hexdigest())
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     try:
         _atomic_files({output: buf.getvalue(), output.with_suffix(".json"): text.encode()})
@@ -422,17 +679,18 @@ class Deadline:
 class Accelerator:
     """The driver's overlay, fed in transfers the DMA can take, with results copied out."""
 
-    def __init__(self, np, overlay, allocate, dma_limit, timeout, where, emulated=False, say=None):
+    def __init__(self, np, overlay, allocate, ip, dma_limit, timeout, where, emulated=False, say=None):
         self.np = np
         self.overlay = overlay
         self.allocate = allocate
+        self.ip = ip
         self.timeout = timeout
         self.where = where
         self.emulated = emulated
         self.say = say
         self.slow = []  # emulation: transfers that took longer than the board's deadline for them
         self.limit = min([dma_limit] + self._dma_limits())
-        self.rows = min(self.limit // IN_ROW_BYTES, self.limit // OUT_ROW_BYTES)
+        self.rows = min(self.limit // ip.in_row_bytes, self.limit // ip.out_row_bytes)
         if self.rows < 1:
             raise TargetError("{}: the DMA takes at most {} bytes per transfer, less than one sample".format(
                 where, self.limit), EXIT_BOARD)
@@ -460,14 +718,14 @@ class Accelerator:
         if self.overlay.input_buffer.shape[0] == rows:
             return
         if rows not in self._buffers:
-            self._buffers[rows] = (self.allocate(shape=(rows, N_INPUTS), dtype=self.np.float32),
-                                   self.allocate(shape=(rows, N_OUTPUTS), dtype=self.np.float32))
+            self._buffers[rows] = (self.allocate(shape=(rows, self.ip.n_in), dtype=self.np.float32),
+                                   self.allocate(shape=(rows, self.ip.n_out), dtype=self.np.float32))
         self.overlay.input_buffer, self.overlay.output_buffer = self._buffers[rows]
 
     def run(self, x):
         np = self.np
         n = x.shape[0]
-        y = np.empty((n, N_OUTPUTS), dtype=np.float32)
+        y = np.empty((n, self.ip.n_out), dtype=np.float32)
         for start in range(0, n, self.rows):
             chunk = x[start:start + self.rows]
             rows = chunk.shape[0]
@@ -479,9 +737,9 @@ class Accelerator:
                 with Deadline(deadline):
                     out = self.overlay.predict(chunk)
                 self._note_if_slow(what, rows, time.perf_counter() - began)
-                if getattr(out, "shape", None) != (rows, N_OUTPUTS):
+                if getattr(out, "shape", None) != (rows, self.ip.n_out):
                     raise TargetError("{}: {} returned shape {}, expected {}".format(
-                        self.where, what, getattr(out, "shape", None), (rows, N_OUTPUTS)), EXIT_BOARD)
+                        self.where, what, getattr(out, "shape", None), (rows, self.ip.n_out)), EXIT_BOARD)
                 y[start:start + rows] = out  # a copy: the driver returns its live DMA buffer
             except DeadlineExceeded:
                 stopped = self.stop_dma()
@@ -543,75 +801,100 @@ def _first_line(exc):
 # --------------------------------------------------------------------------- main
 
 
-def run(argv):
-    args = parse_args(argv)
-    emulate = args.emulate
-    label = "[emulation]" if emulate else "[board]"
-    where = "emulated board" if emulate else "board"
+class Job(NamedTuple):
+    """What the run works on, all checked before the board is touched."""
 
-    def say(text):
-        print("{} {}".format(label, text), flush=True)
+    manifest: dict  # None with --no-manifest and no manifest.json
+    ip: Ip
+    x: object  # float32 (N, n_in)
+    labels: object  # class indices, or None
+    no_labels: str  # why there are none
+    input_path: Path
+    output: Path
+    bitfile: Path  # None: emulation without a bitstream
+    outside: dict  # input values outside the IP's input type
 
-    np = _import_numpy()
-    input_path = Path(args.input)
-    output = Path(args.output)
-    x = load_input(np, input_path)
-    n = x.shape[0]
-    labels, no_labels = load_labels(np, input_path, n)
+
+def prepare(np, args):
+    """Options, manifest, package files, output, input, bitstream: every input error (code 2)."""
+    manifest = read_manifest(args.no_manifest)
+    ip = read_ip(manifest)
+    if args.dma_limit < ip.in_row_bytes:
+        raise TargetError("--dma-limit {} is smaller than one sample ({} bytes)".format(args.dma_limit, ip.in_row_bytes))
+    listed = manifest["files"] if manifest else {}
+    check_listed_files(listed)
+    input_path, output = Path(args.input), Path(args.output)
     if not output.parent.is_dir():
         raise TargetError("--output {}: folder {} does not exist".format(output, output.parent))
-    if output.resolve() == input_path.resolve() or output.suffix == ".json":
-        raise TargetError("--output {} would overwrite the input or the record: choose another name".format(output))
-    manifest = read_manifest()
+    bitfile = choose_bitfile(args)
+    used = [input_path, input_path.parent / LABELS_FILE, PACKAGE_DIR / DRIVER_FILE]
+    used += [bitfile, bitfile.with_suffix(".hwh")] if bitfile else []
+    check_output(output, listed, used)
+    verify_used(listed, used)
+    if args.emulate and manifest:
+        verify_emulation(listed)
+    x = load_input(np, input_path, ip)
+    labels, no_labels = load_labels(np, input_path, x.shape[0])
+    if bitfile:
+        check_bitstream(bitfile, ip.part)
+    return Job(manifest, ip, x, labels, no_labels, input_path, output, bitfile, out_of_range(np, x, ip))
 
-    bitfile = Path(args.bitfile or DEFAULT_BITFILE)
-    used_bitfile = None
-    if bitfile.is_file() or args.bitfile or not emulate:
-        if not bitfile.is_file() and not emulate:
-            raise TargetError("bitstream {} not found in {}: copy hls4ml_nn.bit and hls4ml_nn.hwh (built by "
-                              "Vivado) here; without a board or bitstream, run python on_target.py "
-                              "--emulate".format(bitfile, Path.cwd()))
-        hwh = check_bitstream(bitfile)
-        check_against_manifest(manifest, [bitfile, hwh])
-        used_bitfile = bitfile
-    check_against_manifest(manifest, [input_path, PACKAGE_DIR / DRIVER_FILE])
-    if emulate:
-        emulation = PACKAGE_DIR / EMULATION_DIR
-        check_against_manifest(manifest, sorted(p for p in emulation.rglob("*") if p.is_file()))
 
-    if emulate:
+def warn_out_of_range(say, outside):
+    if not outside["values"]:
+        return
+    rows = outside["first_samples"][:SHOWN_SAMPLES]
+    more = outside["samples"] - len(rows)
+    say("warning: {} input value(s) in {} sample(s) ({}{}) lie outside {}'s range [{:g}, {:g}): the IP turns them "
+        "into other values; the run goes on so that its outputs show what it does with them".format(
+            outside["values"], outside["samples"], ", ".join(map(str, rows)),
+            " and {} more".format(more) if more else "", outside["input_type"], *outside["range"]))
+
+
+def open_board(np, args, job, say, where):
+    """pynq (real or emulated), the generated driver and its overlay, as an Accelerator."""
+    if args.emulate:
         check_emulation_runs_here(PACKAGE_DIR / EMULATION_DIR)
-    pynq = import_pynq(emulate)
-    if not emulate:
+    pynq = import_pynq(args.emulate)
+    if not args.emulate:
         check_root()
     driver = load_driver()
-
-    if emulate:
+    if args.emulate:
         say("EMULATED PYNQ-Z2, no FPGA: pynq stand-in {}; the accelerator is hls4ml's C-simulation "
             "library in {}/".format(getattr(pynq, "__version__", "?"), EMULATION_DIR))
-        if used_bitfile is None:
-            say("no bitstream ({} absent): emulation needs none; the record says \"bitfile\": null".format(bitfile))
+        if job.bitfile is None:
+            say("no bitstream ({} absent): emulation needs none; the record says \"bitfile\": null".format(
+                args.bitfile or DEFAULT_BITFILE))
         else:
-            say("bitstream {} checked as pynq would; it is not loaded anywhere".format(used_bitfile))
+            say("bitstream {} checked as pynq would; it is not loaded anywhere".format(job.bitfile))
+    overlay = load_overlay(np, driver, args, job, where)
+    if not args.emulate:
+        say("overlay {} loaded".format(job.bitfile))
+    return pynq, Accelerator(np, overlay, pynq.allocate, job.ip, args.dma_limit, args.timeout, where,
+                             args.emulate, say)
 
-    first_rows = min(n, args.dma_limit // IN_ROW_BYTES)
-    bit_argument = str(used_bitfile) if used_bitfile is not None else None
+
+def load_overlay(np, driver, args, job, where):
+    """The driver's overlay with buffers for the first transfer, within a deadline."""
+    first_rows = min(job.x.shape[0], args.dma_limit // job.ip.in_row_bytes)
+    bit_argument = str(job.bitfile) if job.bitfile is not None else None
     try:
         with Deadline(args.timeout * 6):
-            overlay = driver(bit_argument, (first_rows, N_INPUTS), (first_rows, N_OUTPUTS), dtype=np.float32)
+            overlay = driver(bit_argument, (first_rows, job.ip.n_in), (first_rows, job.ip.n_out), dtype=np.float32)
     except DeadlineExceeded:
         raise TargetError("{}: the overlay did not load within {:g} s".format(where, args.timeout * 6),
                           EXIT_BOARD) from None
     except Exception as exc:  # pynq raises many types: all mean the overlay does not load
         raise TargetError("{}: the overlay does not load: {}: {}".format(
             where, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
-    if not emulate:
-        say("overlay {} loaded".format(used_bitfile))
+    return overlay
 
-    accelerator = Accelerator(np, overlay, pynq.allocate, args.dma_limit, args.timeout, where, emulate, say)
+
+def measure(np, accelerator, x, repeat, where):
+    """The outputs and the wall time of each of ``repeat`` passes; every pass must agree."""
     latencies = []
     y = None
-    for attempt in range(args.repeat):
+    for attempt in range(repeat):
         began = time.perf_counter()
         result = accelerator.run(x)
         latencies.append(time.perf_counter() - began)
@@ -621,26 +904,30 @@ def run(argv):
             differing = int((result != y).any(axis=1).sum())
             raise TargetError("{}: run {} of {} gave other outputs than run 1 for {} of {} samples: the "
                               "accelerator is not deterministic; nothing saved".format(
-                                  where, attempt + 1, args.repeat, differing, n), EXIT_CHECK_FAILED)
+                                  where, attempt + 1, repeat, differing, x.shape[0]), EXIT_CHECK_FAILED)
+    return y, latencies
 
+
+def make_record(np, argv, args, job, pynq, accelerator, y, latencies):
+    n = job.x.shape[0]
     fastest, median = min(latencies), statistics.median(latencies)
-    accuracy = None
-    if labels is not None:
-        accuracy = float((y.argmax(axis=1) == labels).mean())
     record = {
-        "build_id": manifest["build_id"] if manifest else None,
-        "mode": "emulation" if emulate else "board",
+        "build_id": job.manifest["build_id"] if job.manifest else None,
+        "manifest_checked": job.manifest is not None,
+        "mode": "emulation" if args.emulate else "board",
         "pynq_version": getattr(pynq, "__version__", None),
         "samples": n,
         "batch_latency_s": {"min": fastest, "median": median},
         "throughput_sps": {"max": n / fastest, "median": n / median},
         "repeat": args.repeat,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "bitfile": used_bitfile.name if used_bitfile is not None else None,
-        "argv": ["on_target.py"] + list(argv),
-        "input": input_path.name,
-        "output": output.name,
-        "accuracy": accuracy,
+        "bitfile": job.bitfile.name if job.bitfile is not None else None,
+        "argv": [BOARD_SCRIPT] + list(argv),
+        "input": job.input_path.name,
+        "output": job.output.name,
+        "accuracy": float((y.argmax(axis=1) == job.labels).mean()) if job.labels is not None else None,
+        "ip": dict(job.ip._asdict(), defaulted=list(job.ip.defaulted)),
+        "inputs_outside_input_type": job.outside,
         "dma_transfer_limit_bytes": accelerator.limit,
         "transfers_per_batch": accelerator.transfers(n),
         "timing": "wall clock of one pass over the whole input through the driver's predict(), including "
@@ -649,26 +936,51 @@ def run(argv):
         "numpy": np.__version__,
         "emulation": None,
     }
-    if emulate:
+    if args.emulate:
         record["emulation"] = {
             "stand_in": getattr(pynq, "__version__", None),
             "note": "no FPGA: outputs computed by hls4ml's C-simulation library through a stand-in pynq; "
                     "timings are of this computer, not of the FPGA",
             "transfers_slower_than_board_deadline": accelerator.slow,
         }
-        if used_bitfile is None:
+        if job.bitfile is None:
             record["emulation"]["bitfile"] = "none: emulation needs no bitstream"
-    save_results(np, output, y, record)
+    return record
 
-    kind = "emulated (this computer running the C-simulation, not the FPGA)" if emulate else "measured on the board"
+
+def report(say, args, job, y, record):
+    n = record["samples"]
+    fastest, median = record["batch_latency_s"]["min"], record["batch_latency_s"]["median"]
+    kind = "emulated (this computer running the C-simulation, not the FPGA)" if args.emulate else "measured on the board"
     say("{} samples x {} run(s) in {} DMA transfer(s) each: batch latency min {:.3f} ms, median {:.3f} ms; "
         "throughput max {:,.0f} samples/s, median {:,.0f} samples/s, {}".format(
-            n, args.repeat, accelerator.transfers(n), fastest * 1e3, median * 1e3, n / fastest, n / median, kind))
+            n, args.repeat, record["transfers_per_batch"], fastest * 1e3, median * 1e3, n / fastest, n / median,
+            kind))
+    accuracy = record["accuracy"]
     if accuracy is not None:
         say("accuracy on {}: {}/{} = {:.2%}".format(LABELS_FILE, int(round(accuracy * n)), n, accuracy))
     else:
-        say("accuracy not computed: {}".format(no_labels))
-    say("saved {} {} and {}".format(output, y.shape, output.with_suffix(".json")))
+        say("accuracy not computed: {}".format(job.no_labels))
+    if not record["manifest_checked"]:
+        say("warning: no {}: run with --no-manifest, no file was checked; the record says so".format(MANIFEST))
+    say("saved {} {} and {}".format(job.output, y.shape, job.output.with_suffix(".json")))
+
+
+def run(argv):
+    args = parse_args(argv)
+    label, where = ("[emulation]", "emulated board") if args.emulate else ("[board]", "board")
+
+    def say(text):
+        print("{} {}".format(label, text), flush=True)
+
+    np = _import_numpy()
+    job = prepare(np, args)
+    warn_out_of_range(say, job.outside)
+    pynq, accelerator = open_board(np, args, job, say, where)
+    y, latencies = measure(np, accelerator, job.x, args.repeat, where)
+    record = make_record(np, argv, args, job, pynq, accelerator, y, latencies)
+    save_results(np, job.output, y, record)
+    report(say, args, job, y, record)
     return EXIT_OK
 
 

@@ -24,7 +24,8 @@ PREVIOUS = "previous"  # previous/<build id>/y_hw.* of older builds
 NOTEBOOK = "on_target.ipynb"
 # Names that may sit in a package folder beyond the manifest's files (../shared/interfaces.md).
 EXTRA_FILES = RESULT_FILES + (NOTEBOOK,)  # the notebook only as a re-saved copy of a listed one
-EXTRA_DIRS = (PREVIOUS, "__pycache__", ".ipynb_checkpoints")
+PYCACHE = "__pycache__"  # allowed in any folder of the package: Python writes it beside a module
+EXTRA_DIRS = (PREVIOUS, PYCACHE, ".ipynb_checkpoints")
 
 # Files every package lists, by the step that makes them.
 DATA_FILES = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
@@ -116,7 +117,7 @@ def verify(package_dir: Path, manifest: dict, names=None) -> list[Problem]:
             problems.append(Problem(name, "is not listed in manifest.json"))
             continue
         path = Path(package_dir) / name
-        what = _not_regular(path)
+        what = _not_regular(package_dir, name)
         if what is None and name != NOTEBOOK and sha256_file(path) != listed[name]:
             what = "changed (its sha256 differs from manifest.json's)"
         if what:
@@ -124,10 +125,16 @@ def verify(package_dir: Path, manifest: dict, names=None) -> list[Problem]:
     return problems
 
 
-def _not_regular(path: Path) -> str | None:
-    for parent in reversed(path.parents):  # no link anywhere on the way into the package
-        if parent.is_symlink():
-            return f"lies under a symbolic link ({parent.name})"
+def _not_regular(package_dir: Path, name: str) -> str | None:
+    """Why ``package_dir/name`` is not a regular file of the package, or None.
+
+    Only the folders between the package and the file are checked for links: the package itself
+    may sit under a linked folder (a home on another disk) without its files escaping it.
+    """
+    path = Path(package_dir) / name
+    for parent in reversed(PurePosixPath(name).parents[:-1]):  # no link on the way inside the package
+        if (Path(package_dir) / parent).is_symlink():
+            return f"lies under a symbolic link ({parent})"
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -161,8 +168,7 @@ def list_folder(folder: Path, limit: int = MAX_ENTRIES) -> list[tuple[str, str]]
             entries.append(((rel_root / name).as_posix(), kind))
             if len(entries) >= limit:
                 return entries + [(f"(more than {limit} entries)", "other")]
-        if rel_root == Path("."):
-            dirs[:] = [d for d in dirs if d not in EXTRA_DIRS]
+        dirs[:] = [d for d in dirs if d != PYCACHE and not (rel_root == Path(".") and d in EXTRA_DIRS)]
     return entries
 
 
@@ -178,6 +184,8 @@ def unlisted(entries, manifest: dict) -> list[str]:
     for rel, kind in entries:
         parts = PurePosixPath(rel).parts
         if parts[0] in EXTRA_DIRS and (len(parts) > 1 or kind == "dir"):
+            continue
+        if PYCACHE in parts[:-1] or parts[-1] == PYCACHE and kind == "dir":
             continue
         stray = next((i for i in range(1, len(parts)) if "/".join(parts[:i]) not in listed_dirs), None)
         if stray is not None:  # inside a folder that is itself in the way

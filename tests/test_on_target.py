@@ -1,9 +1,9 @@
-"""on_target.py and the emulated PYNQ-Z2 (issue 4).
+"""on_target.py and the emulated PYNQ-Z2 (issues 4, 12, 13, 14).
 
-Each test assembles a package folder in tmp_path as the package step does for the board side:
-X_test.npy, y_test.npy, y_hls.npy, the generated axi_stream_driver.py, on_target.py, and
-``iris_fpga.emulation.stage`` for emulation/. The build comes from the session's ``built``
-fixture (a real pipeline run).
+Each test works on a copy of the package the session's ``built`` fixture made (a real pipeline
+run): manifest.json, X_test.npy, y_test.npy, y_hls.npy, the generated axi_stream_driver.py,
+on_target.py and emulation/. Emulated runs go through a subprocess, as a user runs them; input
+and option errors, which stop before the board, run in this process (``on_target`` fixture).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import ast
 import ctypes
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -20,35 +21,58 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from iris_fpga import contract
 from iris_fpga.emulation import LIBRARY_NAME, find_csim_library, read_layer_widths, stage
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 ON_TARGET = REPO / "on_target.py"
 PYTHON = sys.executable
 BIT_HEADER = b"\x00\x09\x0f\xf0\x0f\xf0\x0f\xf0\x0f\xf0\x00\x00\x01"
 RECORD_KEYS = {"build_id", "mode", "pynq_version", "samples", "batch_latency_s", "throughput_sps", "repeat",
-               "date", "bitfile", "argv"}
+               "date", "bitfile", "argv", "manifest_checked", "ip", "inputs_outside_input_type", "output_sha256"}
+IP_FIELDS = {"accelerator": "hls", "part": "xc7z020clg400-1", "n_in": 4, "n_out": 3, "input_type": "ap_fixed<16,6>"}
+IN_PROCESS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="session")
 def source(request):
-    """Where the data files (X_test, y_test, y_hls) and the hls4ml project come from."""
+    """Where the package (and the hls4ml project for stage()) comes from."""
     built = request.getfixturevalue("built")
-    return SimpleNamespace(data_dir=built.package_dir, output_dir=built.output_dir)
+    return SimpleNamespace(package_dir=built.package_dir, output_dir=built.output_dir)
 
 
 @pytest.fixture
 def package(tmp_path, source) -> Path:
     pkg = tmp_path / "package"
-    pkg.mkdir()
-    for name in ("X_test.npy", "y_test.npy", "y_hls.npy"):
-        shutil.copyfile(source.data_dir / name, pkg / name)
-    shutil.copyfile(source.output_dir / "axi_stream_driver.py", pkg / "axi_stream_driver.py")
-    shutil.copyfile(ON_TARGET, pkg / "on_target.py")
-    stage(pkg, source.output_dir)
+    shutil.copytree(source.package_dir, pkg, symlinks=True)
+    assert (pkg / "on_target.py").read_bytes() == ON_TARGET.read_bytes()
     return pkg
+
+
+@pytest.fixture
+def on_target(package, monkeypatch, capsys):
+    """The package's on_target.py in this process: ``on_target(*args)`` returns what ``run`` does."""
+    module = _import_file(package / "on_target.py", f"on_target_{abs(hash(package))}")
+    monkeypatch.chdir(package)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", sys.dont_write_bytecode)
+    monkeypatch.delitem(sys.modules, "pynq", raising=False)
+
+    def call(*args: str):
+        try:
+            code = module.main(list(args))
+        finally:
+            sys.modules.pop("pynq", None)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    call.module = module
+    return call
 
 
 def run(pkg: Path, *args: str, env: dict | None = None, python: str = PYTHON, timeout: int = 120):
@@ -92,8 +116,13 @@ def fake_bitstream(pkg: Path, part: str = "7z020clg400", hwh: str | None = None)
         '</MODULES></EDKSYSTEM>'))
 
 
-def write_manifest(pkg: Path, build_id: str = "0123456789abcdef", files: dict | None = None) -> None:
-    (pkg / "manifest.json").write_text(json.dumps({"build_id": build_id, "files": files or {}}))
+def edit_manifest(pkg: Path, files: dict | None = None, **fields) -> dict:
+    """Change fields of the package's real manifest (``files`` entries are merged into its list)."""
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest.update(fields)
+    manifest["files"].update(files or {})
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
 
 
 # --------------------------------------------------------------------------- emulation end to end
@@ -106,21 +135,26 @@ def test_emulation_reproduces_csim_exactly(package):
     assert np.array_equal(y_hw, y_hls)
     lines = result.stdout.strip().splitlines()
     assert lines and all(line.startswith("[emulation] ") for line in lines)
-    assert "EMULATED PYNQ-Z2, no FPGA" in result.stdout
+    assert "EMULATED PYNQ-Z2, no FPGA" in result.stdout and "warning" not in result.stdout
     y_test = np.load(package / "y_test.npy")
     accuracy = (y_hls.argmax(1) == y_test.argmax(1)).mean()
     assert f"accuracy on y_test.npy: {round(accuracy * len(y_test))}/{len(y_test)}" in result.stdout
     assert not list(package.rglob("__pycache__")), "running must not add files to the package"
+    assert contract.strangers(package, contract.read_manifest(package)) == []
 
 
 def test_record_is_complete(package):
-    write_manifest(package)
+    """A manifest that predates the IP fields: today's PYNQ-Z2 values, and the record says so."""
+    manifest = json.loads((package / "manifest.json").read_text())
+    for field in IP_FIELDS:
+        manifest.pop(field, None)
+    (package / "manifest.json").write_text(json.dumps(manifest))
     ok(run(package, "--emulate", "--repeat", "4"))
     record = json.loads((package / "y_hw.json").read_text())
     assert RECORD_KEYS <= record.keys()
     standin = _load_standin(package)
     n = len(np.load(package / "X_test.npy"))
-    assert record["build_id"] == "0123456789abcdef"
+    assert record["build_id"] == manifest["build_id"] and record["manifest_checked"] is True
     assert record["mode"] == "emulation"
     assert record["pynq_version"] == standin.__version__
     assert record["samples"] == n and record["repeat"] == 4
@@ -132,14 +166,53 @@ def test_record_is_complete(package):
     assert record["argv"] == ["on_target.py", "--emulate", "--repeat", "4"]
     assert record["date"].startswith("20") and record["date"].endswith("+00:00")
     assert record["accuracy"] is not None and record["transfers_per_batch"] == 1
+    assert {k: record["ip"][k] for k in IP_FIELDS} == IP_FIELDS
+    assert sorted(record["ip"]["defaulted"]) == sorted(IP_FIELDS)
+    assert record["output_sha256"] == sha256_file(package / "y_hw.npy")
+    assert record["inputs_outside_input_type"]["values"] == 0
 
 
-def test_record_without_manifest_or_labels_and_with_a_bitstream(package):
-    (package / "y_test.npy").unlink()
-    fake_bitstream(package)
+def test_the_manifest_describes_the_ip(package):
+    """Fields present: used, not defaulted; a narrower input type counts what it cannot hold."""
+    fields = dict(IP_FIELDS, accelerator="rtl", input_type="ap_fixed<8,2>")  # holds [-2, 2)
+    edit_manifest(package, **fields)
     result = ok(run(package, "--emulate"))
     record = json.loads((package / "y_hw.json").read_text())
-    assert record["build_id"] is None
+    assert {k: record["ip"][k] for k in IP_FIELDS} == fields and record["ip"]["defaulted"] == []
+    x = np.load(package / "X_test.npy")
+    outside = (x < -2) | (x >= 2)
+    rows = np.flatnonzero(outside.any(axis=1)).tolist()
+    assert 0 < outside.sum() < x.size, "the test data must straddle the narrower range"
+    assert record["inputs_outside_input_type"] == {
+        "input_type": "ap_fixed<8,2>", "range": [-2.0, 2.0], "values": int(outside.sum()),
+        "samples": len(rows), "first_samples": rows}
+    shown = ", ".join(map(str, rows[:10]))
+    assert f"warning: {outside.sum()} input value(s) in {len(rows)} sample(s) ({shown}" in result.stdout
+    assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
+
+
+def test_inputs_outside_the_input_type_are_counted_and_the_run_completes(package):
+    x = np.load(package / "X_test.npy")
+    x[3, 0], x[17, 2], x[17, 3], x[5, 1], x[6, 1] = 40.0, -33.0, 32.0, -32.0, 31.99  # the last two fit
+    np.save(package / "wide.npy", x)
+    result = ok(run(package, "--emulate", "--input", "wide.npy"))
+    record = json.loads((package / "y_hw.json").read_text())
+    assert record["inputs_outside_input_type"] == {
+        "input_type": "ap_fixed<16,6>", "range": [-32.0, 32.0], "values": 3, "samples": 2, "first_samples": [3, 17]}
+    assert "warning: 3 input value(s) in 2 sample(s) (3, 17) lie outside ap_fixed<16,6>'s range [-32, 32)" \
+        in result.stdout
+    assert np.load(package / "y_hw.npy").shape == (len(x), 3)
+
+
+def test_without_manifest_only_when_asked_and_the_record_says_so(package):
+    (package / "manifest.json").unlink()
+    (package / "y_test.npy").unlink()
+    fake_bitstream(package)
+    assert_failed(run(package, "--emulate"), ExitCode.USAGE, "run with --no-manifest", package)
+    result = ok(run(package, "--emulate", "--no-manifest"))
+    record = json.loads((package / "y_hw.json").read_text())
+    assert record["build_id"] is None and record["manifest_checked"] is False
+    assert "no file was checked" in result.stdout
     assert record["accuracy"] is None and "accuracy not computed: no y_test.npy" in result.stdout
     assert record["bitfile"] == "hls4ml_nn.bit"
     assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
@@ -166,7 +239,7 @@ def test_the_limit_the_dma_reports_is_honoured(package):
     assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
 
 
-# --------------------------------------------------------------------------- bad inputs
+# --------------------------------------------------------------------------- bad inputs (in this process)
 
 
 def _save(path: Path, array) -> None:
@@ -174,65 +247,262 @@ def _save(path: Path, array) -> None:
         np.save(fh, array, allow_pickle=True)
 
 
-BAD_INPUTS = {
-    "missing": (lambda p: (p / "X_test.npy").unlink(), "input X_test.npy not found"),
-    "corrupt": (lambda p: (p / "X_test.npy").write_bytes(b"\x93NUMPY garbage"), "not a readable .npy file"),
-    "truncated": (lambda p: (p / "X_test.npy").write_bytes((p / "X_test.npy").read_bytes()[:-40]),
-                  "not a readable .npy file"),
-    "pickled": (lambda p: _save(p / "X_test.npy", np.array([{"a": 1}], dtype=object)), "not a readable .npy file"),
-    "width 5": (lambda p: _save(p / "X_test.npy", np.zeros((30, 5), np.float32)), "expected (N, 4)"),
-    "one dimension": (lambda p: _save(p / "X_test.npy", np.zeros(120, np.float32)), "expected (N, 4)"),
-    "no samples": (lambda p: _save(p / "X_test.npy", np.zeros((0, 4), np.float32)), "holds no samples"),
-    "float64": (lambda p: _save(p / "X_test.npy", np.load(p / "X_test.npy").astype(np.float64)),
-                "dtype float64: expected float32"),
-    "int": (lambda p: _save(p / "X_test.npy", np.zeros((30, 4), np.int32)), "dtype int32: expected float32"),
-    "nan": (lambda p: _save(p / "X_test.npy", np.full((30, 4), np.nan, np.float32)), "NaN or infinite"),
-    "corrupt labels": (lambda p: (p / "y_test.npy").write_bytes(b"nonsense"), "y_test.npy is not a readable"),
-    "corrupt manifest": (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is corrupt"),
-    "manifest without build id": (lambda p: (p / "manifest.json").write_text("{}"), "no valid build_id"),
-    "no driver": (lambda p: (p / "axi_stream_driver.py").unlink(), "axi_stream_driver.py not found"),
-    "no emulation": (lambda p: shutil.rmtree(p / "emulation"), "holds no emulated board"),
-    "driver from another build": (
-        lambda p: write_manifest(p, files={"axi_stream_driver.py": "0" * 64}), "axi_stream_driver.py is not the file"),
-    "library from another build": (
-        lambda p: write_manifest(p, files={f"emulation/{LIBRARY_NAME}": "0" * 64}), f"emulation/{LIBRARY_NAME} is not"),
-    "bit without hwh": (lambda p: (fake_bitstream(p), (p / "hls4ml_nn.hwh").unlink()), "has no hls4ml_nn.hwh beside it"),
-    "not a bit file": (lambda p: (fake_bitstream(p), (p / "hls4ml_nn.bit").write_bytes(b"hello")),
+def _other_input(array):
+    return lambda p: _save(p / "other.npy", array)
+
+
+def _link_to_edited_copy(p: Path, name: str, outside: bool) -> None:
+    copy = (p.parent if outside else p) / ("edited_" + Path(name).name)
+    copy.write_bytes((p / name).read_bytes() + b"\n# edited\n")
+    (p / name).unlink()
+    (p / name).symlink_to(copy)
+
+
+def _replace_with(p: Path, name: str, kind: str) -> None:
+    (p / name).unlink()
+    os.mkfifo(p / name) if kind == "fifo" else (p / name).mkdir()
+
+
+def _linked_emulation(p: Path) -> None:
+    shutil.copytree(p / "emulation", p.parent / "emulation-copy")
+    shutil.rmtree(p / "emulation")
+    (p / "emulation").symlink_to(p.parent / "emulation-copy")
+
+
+OTHER = ["--input", "other.npy"]
+BAD_INPUTS = {  # name: (spoil the package, extra arguments, fragment of the one error line)
+    "missing": (lambda p: (p / "X_test.npy").unlink(), [], "input X_test.npy not found"),
+    "corrupt": (lambda p: (p / "other.npy").write_bytes(b"\x93NUMPY garbage"), OTHER, "not a readable .npy file"),
+    "truncated": (lambda p: (p / "other.npy").write_bytes((p / "X_test.npy").read_bytes()[:-40]), OTHER,
+                  "but 440 bytes follow"),
+    "pickled": (_other_input(np.array([{"a": 1}], dtype=object)), OTHER, "Python objects"),
+    "width 5": (_other_input(np.zeros((30, 5), np.float32)), OTHER, "expected (N, 4)"),
+    "one dimension": (_other_input(np.zeros(120, np.float32)), OTHER, "expected (N, 4)"),
+    "no samples": (_other_input(np.zeros((0, 4), np.float32)), OTHER, "holds no samples"),
+    "float64": (_other_input(np.zeros((30, 4))), OTHER, "dtype float64: expected float32"),
+    "int": (_other_input(np.zeros((30, 4), np.int32)), OTHER, "dtype int32: expected float32"),
+    "nan": (_other_input(np.full((30, 4), np.nan, np.float32)), OTHER, "NaN or infinite"),
+    "a folder as input": (lambda p: (p / "other.npy").mkdir(), OTHER, "not found (or not a regular file)"),
+    "corrupt labels": (lambda p: ((p / "sub").mkdir(), shutil.copy(p / "X_test.npy", p / "sub" / "x.npy"),
+                                  (p / "sub" / "y_test.npy").write_bytes(b"nonsense")),
+                       ["--input", "sub/x.npy"], "y_test.npy is not a readable"),
+    "labels from another build": (lambda p: np.save(p / "y_test.npy", np.zeros((30, 3))), [],
+                                  "y_test.npy is not the file manifest.json lists"),
+    "no manifest": (lambda p: (p / "manifest.json").unlink(), [], "no manifest.json beside on_target.py"),
+    "corrupt manifest": (lambda p: (p / "manifest.json").write_text("{"), [], "manifest.json is corrupt"),
+    "a stranger's manifest": (lambda p: (p / "manifest.json").write_text('{"name": "npm"}'), [],
+                              "not a manifest of this tool (field 'build_id'"),
+    "manifest without build id": (lambda p: edit_manifest(p, build_id="nope"), [], "no valid build_id"),
+    "manifest is a link": (lambda p: _link_to_edited_copy(p, "manifest.json", outside=True), [],
+                           "manifest.json is not a regular file"),
+    "no driver": (lambda p: (p / "axi_stream_driver.py").unlink(), [], "axi_stream_driver.py not found"),
+    "no emulation": (lambda p: shutil.rmtree(p / "emulation"), [], "holds no emulated board"),
+    "edited driver": (lambda p: (p / "axi_stream_driver.py").write_text("# edited\n"), [],
+                      "axi_stream_driver.py is not the file"),
+    "driver linked outside": (lambda p: _link_to_edited_copy(p, "axi_stream_driver.py", outside=True), [],
+                              "axi_stream_driver.py is a symbolic link"),
+    "driver linked inside": (lambda p: _link_to_edited_copy(p, "axi_stream_driver.py", outside=False), [],
+                             "axi_stream_driver.py is a symbolic link"),
+    "listed file is a FIFO": (lambda p: _replace_with(p, "y_keras.npy", "fifo"), [],
+                              "y_keras.npy is not a regular file"),
+    "listed file is a folder": (lambda p: _replace_with(p, "classes.npy", "folder"), [],
+                                "classes.npy is not a regular file"),
+    "emulation behind a link": (_linked_emulation, [], "lies under a symbolic link (emulation)"),
+    "library from another build": (lambda p: (p / "emulation" / LIBRARY_NAME).write_bytes(b"\x7fELF other"), [],
+                                   f"emulation/{LIBRARY_NAME} is not the file"),
+    "a module slipped into emulation": (lambda p: (p / "emulation" / "ctypes.py").write_text("raise SystemExit"), [],
+                                        "emulation/ctypes.py is not a file manifest.json lists"),
+    "bit without hwh": (lambda p: (fake_bitstream(p), (p / "hls4ml_nn.hwh").unlink()), [],
+                        "has no hls4ml_nn.hwh beside it"),
+    "not a bit file": (lambda p: (fake_bitstream(p), (p / "hls4ml_nn.bit").write_bytes(b"hello")), [],
                        "not a Xilinx .bit file"),
-    "bit for another part": (lambda p: fake_bitstream(p, part="7z010clg400"), "built for part 7z010clg400"),
-    "hwh of another design": (lambda p: fake_bitstream(p, hwh="<EDKSYSTEM><MODULES/></EDKSYSTEM>"),
+    "bit for another part": (lambda p: fake_bitstream(p, part="7z010clg400"), [],
+                             "built for part 7z010clg400, not the IP's xc7z020clg400-1"),
+    "hwh of another design": (lambda p: fake_bitstream(p, hwh="<EDKSYSTEM><MODULES/></EDKSYSTEM>"), [],
                               "does not describe hier_0/axi_dma_0"),
-    "corrupt hwh": (lambda p: fake_bitstream(p, hwh="<EDKSYSTEM"), "not a readable .hwh file"),
-    "bit from another build": (lambda p: (fake_bitstream(p), write_manifest(p, files={"hls4ml_nn.bit": "0" * 64})),
-                               "hls4ml_nn.bit is not the file manifest.json lists"),
+    "corrupt hwh": (lambda p: fake_bitstream(p, hwh="<EDKSYSTEM"), [], "not a readable .hwh file"),
+    "bit from another build": (lambda p: (fake_bitstream(p), edit_manifest(p, files={"hls4ml_nn.bit": "0" * 64})),
+                               [], "hls4ml_nn.bit is not the file manifest.json lists"),
+    "manifest with another n_in": (lambda p: edit_manifest(p, n_in=5), [], "shape (30, 4): expected (N, 5)"),
+    "manifest with another part": (lambda p: (fake_bitstream(p), edit_manifest(p, part="xc7z010clg400-1")), [],
+                                   "built for part 7z020clg400, not the IP's xc7z010clg400-1"),
+    "unknown accelerator": (lambda p: edit_manifest(p, accelerator="gpu"), [], "names accelerator 'gpu'"),
+    "n_out as text": (lambda p: edit_manifest(p, n_out="3"), [], "n_out = '3': expected a whole number"),
+    "float input type": (lambda p: edit_manifest(p, input_type="float"), [], "input_type 'float': expected ap_fixed"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
-def test_bad_input_fails_with_one_line_and_no_result(package, case):
-    spoil, fragment = BAD_INPUTS[case]
+def test_bad_input_fails_with_one_line_and_no_result(package, on_target, case):
+    spoil, args, fragment = BAD_INPUTS[case]
     spoil(package)
-    assert_failed(run(package, "--emulate"), ExitCode.USAGE, fragment, package)
+    assert_failed(on_target("--emulate", *args), ExitCode.USAGE, fragment, package)
 
 
 BAD_OPTIONS = {
     "repeat 0": (["--repeat", "0"], "--repeat: must be at least 1"),
     "unknown option": (["--board", "x"], "unrecognized arguments"),
-    "limit below a sample": (["--dma-limit", "8"], "--dma-limit 8 is smaller than one sample"),
+    "limit below a sample": (["--dma-limit", "8"], "--dma-limit 8 is smaller than one sample (16 bytes)"),
     "missing explicit bitfile": (["--bitfile", "other.bit"], "bitstream other.bit not found"),
+    "timeout inf": (["--timeout", "inf"], "--timeout: must be above 0 and at most 86400 seconds"),
+    "timeout nan": (["--timeout", "nan"], "--timeout: must be above 0"),
+    "timeout 1e300": (["--timeout", "1e300"], "--timeout: must be above 0"),
     "output folder missing": (["--output", "nowhere/y.npy"], "does not exist"),
-    "output over input": (["--output", "X_test.npy"], "would overwrite the input"),
+    "output empty": (["--output", ""], "--output '' names no file"),
+    "output a folder": (["--output", "emulation/"], "would replace emulation"),
+    "output over the input": (["--output", "X_test.npy"], "would replace X_test.npy"),
+    "output over the truth": (["--output", "y_hls.npy"], "would replace y_hls.npy"),
+    "record over the manifest": (["--output", "manifest"], "would replace manifest.json"),
+    "record over the scaler": (["--output", "scaler.npy"], "would replace scaler.json"),
+    "record over an estimate to come": (["--output", "hardware_estimate.x"], "would replace hardware_estimate.json"),
+    "output over the notebook": (["--output", "on_target.ipynb"], "would replace on_target.ipynb"),
+    "output into emulation": (["--output", "emulation/pynq/y.npy"], "would replace y.npy"),
+    "output a .json": (["--output", "y.json"], "is a .json name"),
+    "output over an input elsewhere": (["--input", "../x.npy", "--output", "../x.npy"], "would replace x.npy"),
+    "output through another path": (["--output", "../package/y_test.npy"], "would replace y_test.npy"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_OPTIONS, ids=list(BAD_OPTIONS))
-def test_bad_option_fails_with_one_line_and_no_result(package, case):
+def test_bad_option_fails_with_one_line_and_no_result(package, on_target, case):
     args, fragment = BAD_OPTIONS[case]
-    assert_failed(run(package, "--emulate", *args), ExitCode.USAGE, fragment, package)
+    shutil.copy(package / "X_test.npy", package.parent / "x.npy")
+    before = {p.name: p.read_bytes() for p in package.iterdir() if p.is_file()}
+    assert_failed(on_target("--emulate", *args), ExitCode.USAGE, fragment, package)
+    assert {p.name: p.read_bytes() for p in package.iterdir() if p.is_file()} == before
+
+
+def test_no_manifest_never_skips_a_manifest_that_is_there(package, on_target):
+    (package / "axi_stream_driver.py").write_text("# edited\n")
+    assert_failed(on_target("--emulate", "--no-manifest"), ExitCode.USAGE, "axi_stream_driver.py is not the file",
+                  package)
+
+
+@IN_PROCESS
+@given(option=st.sampled_from(["--timeout", "--repeat", "--dma-limit", "--output"]),
+       value=st.one_of(st.text(max_size=30), st.floats().map(repr), st.integers().map(str),
+                       st.sampled_from(["inf", "-inf", "nan", "1e300", "1e-300", "", ".", "..", "0", "-0", "9" * 5000])))
+def test_any_option_value_parses_or_is_one_line_and_code_2(on_target, option, value):
+    module = on_target.module
+    try:
+        args = module.parse_args([option, value])
+    except module.TargetError as exc:
+        assert exc.code == ExitCode.USAGE and "\n" not in str(exc) and option.lstrip("-") in str(exc)
+        return
+    if option == "--timeout":
+        assert 0 < args.timeout <= 86400 and math.isfinite(args.timeout)
+    elif option == "--output":
+        assert Path(args.output).name not in ("", ".", "..")
+    else:
+        assert getattr(args, option[2:].replace("-", "_")) >= 1
+
+
+def _npy(header: dict, payload: bytes) -> bytes:
+    text = repr(header).encode()
+    text += b" " * (-(len(text) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + payload
+
+
+BAD_ARRAYS = st.one_of(
+    st.binary(max_size=200).map(lambda b: b"\x93NUMPY\x01\x00" + b),
+    st.tuples(st.lists(st.integers(0, 10 ** 12), max_size=3), st.sampled_from(["<f4", "<f8", "|u1", "<i4", "|O"]),
+              st.binary(max_size=64)).filter(lambda t: not (t[1] == "<f4" and len(t[0]) == 2 and t[0][1] == 4
+                                                            and t[0][0] * 16 == len(t[2])))
+    .map(lambda t: _npy({"descr": t[1], "fortran_order": False, "shape": tuple(t[0])}, t[2])),
+    st.sampled_from([_npy({"descr": "<f4", "fortran_order": False, "shape": (10 ** 11, 4)}, bytes(64)),
+                     _npy({"descr": "<f4", "fortran_order": False, "shape": (2, 4)}, np.full(8, np.inf, "<f4").tobytes()),
+                     _npy({"descr": "<U5", "fortran_order": False, "shape": (2, 4)}, bytes(160))]),
+)
+
+
+@IN_PROCESS
+@given(data=BAD_ARRAYS)
+def test_a_hostile_input_file_is_one_line_and_code_2(package, on_target, data):
+    (package / "hostile.npy").write_bytes(data)
+    assert_failed(on_target("--emulate", "--input", "hostile.npy"), ExitCode.USAGE, "hostile.npy", package)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+MANIFEST_KEYS = ["build_id", "created", "settings", "versions", "files"]
+
+
+@IN_PROCESS
+@given(changes=st.dictionaries(st.sampled_from(MANIFEST_KEYS), JSON, max_size=2),
+       entries=st.dictionaries(st.sampled_from(["a.npy", "../a", "/abs", "a//b", "manifest.json", "y_hw.npy", "",
+                                                "d/e.py", "a\nb", "x\\y"]), JSON, max_size=2))
+def test_the_manifest_checks_agree_with_the_contract(package, on_target, changes, entries):
+    """on_target.py's copy of the manifest check accepts exactly what iris_fpga.contract accepts."""
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest.update(changes)
+    if isinstance(manifest.get("files"), dict):
+        manifest["files"] = {**manifest["files"], **entries}
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        contract.read_manifest(package)
+        by_contract = None
+    except ToolError as exc:
+        by_contract = exc
+    try:
+        on_target.module.read_manifest(False)
+        by_board = None
+    except on_target.module.TargetError as exc:
+        by_board = exc
+    hex_id = isinstance(manifest.get("build_id"), str) and len(manifest["build_id"]) == 16 \
+        and set(manifest["build_id"]) <= set("0123456789abcdef")
+    assert (by_board is None) == (by_contract is None and hex_id), (by_board, by_contract)
+    if by_board is not None:
+        assert by_board.code == ExitCode.USAGE and "\n" not in str(by_board)
+
+
+@IN_PROCESS
+@given(accelerator=st.sampled_from(["hls", "rtl", "gpu", 1, None]),
+       n_in=st.one_of(st.integers(-2, 70000), st.sampled_from([True, 4.0, "4"])),
+       width=st.integers(-1, 1100), integer=st.integers(-1100, 1100),
+       form=st.sampled_from(["ap_fixed<{},{}>", "ap_ufixed<{}, {}>", "ap_fixed<{},{},AP_RND,AP_SAT>",
+                             "ap_int<{}>", "ap_uint<{}>", "ap_fixed<{}>", "float{}{}"]))
+def test_ip_fields_are_used_or_refused_in_one_line(on_target, accelerator, n_in, width, integer, form):
+    module = on_target.module
+    input_type = form.format(width, integer) if form.count("{}") == 2 else form.format(width)
+    try:
+        ip = module.read_ip(dict(IP_FIELDS, accelerator=accelerator, n_in=n_in, input_type=input_type))
+    except module.TargetError as exc:
+        assert exc.code == ExitCode.USAGE and "\n" not in str(exc)
+        return
+    assert accelerator in ("hls", "rtl") and type(n_in) is int and 1 <= n_in <= 65536 and 1 <= width <= 1023
+    assert ip.n_in == n_in and ip.accelerator == accelerator and ip.defaulted == ()
+    bits = width if "int" in form else integer
+    expected = (0.0, 2.0 ** bits) if "ufixed" in form or "uint" in form else (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1))
+    assert (ip.low, ip.high) == expected
+
+
+def test_array_and_record_are_written_both_or_neither(package, on_target, monkeypatch):
+    """A failed rename of the record puts the earlier pair back; with none before, leaves none."""
+    module, output = on_target.module, package / "y_hw.npy"
+    module.save_results(np, output, np.zeros((2, 3), np.float32), {"run": 1})
+    before = output.read_bytes(), output.with_suffix(".json").read_bytes()
+    real_replace = os.replace
+
+    def record_fails(source, target):
+        if str(source).endswith(".tmp") and str(target).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", record_fails)
+    with pytest.raises(module.TargetError, match="No space left on device"):
+        module.save_results(np, output, np.ones((2, 3), np.float32), {"run": 2})
+    assert (output.read_bytes(), output.with_suffix(".json").read_bytes()) == before
+    fresh = package / "fresh.npy"
+    with pytest.raises(module.TargetError):
+        module.save_results(np, fresh, np.ones((2, 3), np.float32), {"run": 3})
+    assert not fresh.exists() and not fresh.with_suffix(".json").exists()
+    assert not [p for p in os.listdir(package) if p.startswith((".y_hw", ".fresh"))]
 
 
 def test_a_broken_library_is_a_board_failure(package):
     (package / "emulation" / LIBRARY_NAME).write_bytes(b"not an ELF file")
+    edit_manifest(package, files={f"emulation/{LIBRARY_NAME}": sha256_file(package / "emulation" / LIBRARY_NAME)})
     assert_failed(run(package, "--emulate"), ExitCode.BOARD, "the overlay does not load", package)
 
 
@@ -381,6 +651,22 @@ def test_exit_codes_match_iris_fpga():
     assert module.EXIT_BOARD == ExitCode.BOARD
 
 
+def test_package_names_match_the_contract():
+    """on_target.py's copy of iris_fpga/contract.py's names (it runs on the board without it)."""
+    module = _import_file(ON_TARGET, "on_target_names")
+    same = {"MANIFEST": "MANIFEST", "RESULT_FILES": "RESULT_FILES", "DATA_FILES": "DATA_FILES",
+            "CSIM_FILES": "CSIM_FILES", "DRIVER_FILE": "DRIVER", "BOARD_SCRIPT": "BOARD_SCRIPT",
+            "NOTEBOOK": "NOTEBOOK", "ESTIMATE": "ESTIMATE", "BITSTREAM_FILES": "BITSTREAM_FILES",
+            "EMULATION_DIR": "EMULATION_DIR", "PYCACHE": "PYCACHE", "MANIFEST_FIELDS": "MANIFEST_FIELDS",
+            "MAX_MANIFEST_BYTES": "MAX_MANIFEST_BYTES"}
+    for ours, theirs in same.items():
+        assert getattr(module, ours) == getattr(contract, theirs), ours
+    assert set(module.PACKAGE_FILES) == set(contract.DATA_FILES + contract.CSIM_FILES + contract.BITSTREAM_FILES + (
+        contract.DRIVER, contract.BOARD_SCRIPT, contract.NOTEBOOK, contract.ESTIMATE, contract.MANIFEST))
+    assert (module.DEFAULT_INPUT, module.LABELS_FILE) == contract.DATA_FILES[:2]
+    assert module.DEFAULT_BITFILE == contract.BITSTREAM_FILES[0] and module.DEFAULT_OUTPUT == contract.RESULT_FILES[0]
+
+
 def _python38():
     """A working Python 3.8 interpreter (pyenv's shims exist even where none is selected)."""
     candidates = [os.environ.get("IRIS_PYTHON38")]
@@ -407,6 +693,36 @@ def test_runs_on_a_real_python_38(package):
         assert json.loads((package / "y_hw.json").read_text())["python"].startswith("3.8")
     else:
         assert_failed(result, ExitCode.BOARD, "numpy is not installed", package)
+
+
+def test_the_checks_before_numpy_run_on_python_38(package):
+    """Manifest, IP, listed files and --output checks are standard library: run them on 3.8 itself."""
+    python = _python38()
+    if python is None:
+        pytest.skip("no Python 3.8 on this machine (set IRIS_PYTHON38)")
+    edit_manifest(package, **dict(IP_FIELDS, n_in=5, input_type="ap_ufixed<8,3>"))
+    (package / "y_keras.npy").unlink()
+    (package / "y_keras.npy").symlink_to(package / "y_hls.npy")
+    script = (
+        "import on_target as t\n"
+        "from pathlib import Path\n"
+        "m = t.read_manifest(False)\n"
+        "ip = t.read_ip(m)\n"
+        "print(ip.n_in, ip.in_row_bytes, ip.low, ip.high, ip.defaulted)\n"
+        "for check in (lambda: t.check_listed_files(m['files']),\n"
+        "              lambda: t.check_output(Path('scaler.npy'), m['files'], [])):\n"
+        "    try:\n"
+        "        check()\n"
+        "    except t.TargetError as exc:\n"
+        "        print(exc.code, exc)\n")
+    result = subprocess.run([python, "-c", script], cwd=package, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "5 20 0.0 8.0 ()",
+        "2 y_keras.npy is a symbolic link: the package holds the regular files manifest.json lists; "
+        "copy the package folder again",
+        "2 --output scaler.npy would replace scaler.json, a file of the package or of this run: choose another "
+        "name (default y_hw.npy)"]
 
 
 # --------------------------------------------------------------------------- the stand-in itself
