@@ -13,13 +13,17 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# The SSH tests need a real OpenSSH server (and sudo, for the non-root login test);
-# install them where we may (root, apt).
+# The SSH tests need a real OpenSSH server (and sudo, for the non-root login test), the --html
+# page's test a headless Chromium; install what is missing where we may (root, apt).
 system-deps:
-	@if [ -x /usr/sbin/sshd ] && command -v sudo >/dev/null; then :; \
+	@missing=""; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v sudo >/dev/null || missing="$$missing sudo"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server sudo >/dev/null; \
-	else echo "note: openssh-server/sudo missing and not installable here (needs root + apt): SSH tests will skip"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "note:$$missing missing and not installable here (needs root + apt): the SSH tests and the page-rendering tests will skip"; fi
 
 run: venv
 	$(PY) BuildModel.py --rtl

@@ -33,6 +33,7 @@ CSIM_FILES = ("y_keras.npy", "y_hls.npy")
 DRIVER = "axi_stream_driver.py"
 BOARD_SCRIPT = "on_target.py"
 ESTIMATE = "hardware_estimate.json"
+PROFILE = "numerical_profile.png"  # the build's numerical profile (iris_fpga/profile.py), when made
 BITSTREAM_STEM = "hls4ml_nn"
 BITSTREAM_FILES = (BITSTREAM_STEM + ".bit", BITSTREAM_STEM + ".hwh")
 VIVADO_REPORTS = ("vivado_utilization.rpt", "vivado_timing.rpt")  # rtl accelerator: beside the bitstream

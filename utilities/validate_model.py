@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tell whether the FPGA computed what the software computed, and how good the model is.
 
-    python utilities/validate_model.py [PACKAGE_DIR=package] [--json] [--plot DIR]
+    python utilities/validate_model.py [PACKAGE_DIR=package] [--json] [--plot DIR] [--html FILE]
                                        [--min-accuracy A] [--tolerance T]
 
 Exit codes: 0 every check passed; 1 a check failed (hardware vs C-simulation classes or
@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iris_fpga import contract  # noqa: E402
 from iris_fpga.errors import ExitCode, ToolError  # noqa: E402
 from iris_fpga.fileio import printable  # noqa: E402
 from iris_fpga import validation  # noqa: E402
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     parser.add_argument("--plot", metavar="DIR", type=Path,
                         help="write confusion.png and probabilities.png into DIR")
+    parser.add_argument("--html", metavar="FILE", type=Path,
+                        help="write one self-contained page (the report, every figure inlined) to FILE")
     parser.add_argument("--min-accuracy", metavar="A", type=_fraction, default=0.0,
                         help="fail when any source's accuracy is below A (fraction, default 0)")
     parser.add_argument("--tolerance", metavar="T", type=_tolerance,
@@ -79,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         data = validation.load_package(args.package_dir)
         report = validation.validate(data, min_accuracy=args.min_accuracy,
                                      tolerance=args.tolerance)
-        if args.plot is not None:
-            report.plots = [str(p) for p in validation.write_plots(report, data, args.plot)]
+        if args.plot is not None or args.html is not None:
+            figures = validation.render_figures(report, data)
+            if args.plot is not None:
+                report.plots = [str(p) for p in validation.write_plots(report, data, args.plot, figures)]
+            if args.html is not None:
+                profile = validation.package_profile(data)
+                page_figures = {**figures, **({contract.PROFILE: profile} if profile else {})}
+                validation.write_html(report, page_figures, args.html)
     except ToolError as exc:
         print(f"error: {printable(exc)}", file=sys.stderr)
         return int(exc.code)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.progress import working
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def build_simulation(model, jobs: int | None = None) -> None:
         N_JOBS=str(jobs or min(os.cpu_count() or 1, 4)),
     )
     log_path = sim_dir / "build.log"
-    with open(log_path, "wb") as log_file:
+    with open(log_path, "wb") as log_file, working(f"rtl: building the Verilator simulation (log: {log_path})"):
         result = subprocess.run(
             ["make", "-f", "build_binder.mk"], cwd=sim_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             check=False,

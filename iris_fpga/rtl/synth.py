@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.progress import working
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,14 @@ def synthesize(rtl_dir: Path, top: str, sources: list[str] | None = None, longes
     if not _wasm_cached():
         log.info("yosys: first run compiles yosys' WebAssembly build once (about 40 s; cached afterwards)")
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", _RUN_YOSYS, "-q", "-l", "synth/yosys.log", "-s", "synth/synth.ys"],
-        cwd=rtl_dir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with working(f"yosys: synthesizing for the xc7 (log: {synth_dir / 'yosys.log'})"):
+        result = subprocess.run(
+            [sys.executable, "-c", _RUN_YOSYS, "-q", "-l", "synth/yosys.log", "-s", "synth/synth.ys"],
+            cwd=rtl_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     seconds = time.monotonic() - started
     stat_path = synth_dir / "stat.json"
     if result.returncode != 0 or not stat_path.exists():

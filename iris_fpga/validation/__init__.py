@@ -30,11 +30,12 @@ folder in their place is refused); strings from files are printed escaped.
 
 Modules: ``sources`` (the files and who makes them), ``records`` (the JSON files' fields),
 ``load`` (reading and checking the package folder), ``checks`` (the report and its verdict),
-``text`` (the terminal report), ``plots`` (the ``--plot`` figures).
+``text`` (the terminal report), ``plots`` (the figures), ``html`` (the ``--html`` page).
 """
 from iris_fpga.validation.checks import DEFAULT_TOLERANCE, Report, validate
 from iris_fpga.validation.load import PackageData, load_package
-from iris_fpga.validation.plots import write_plots
+from iris_fpga.validation.html import package_profile, write_html
+from iris_fpga.validation.plots import render_figures, write_plots
 from iris_fpga.validation.text import format_report
 
 __all__ = [
@@ -43,6 +44,9 @@ __all__ = [
     "Report",
     "format_report",
     "load_package",
+    "package_profile",
+    "render_figures",
     "validate",
+    "write_html",
     "write_plots",
 ]

@@ -12,18 +12,15 @@ from iris_fpga.validation.checks import Report
 from iris_fpga.validation.load import PackageData
 
 
-def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[Path]:
-    """Write confusion.png and probabilities.png into ``out_dir``; return their paths.
-
-    Both figures are rendered before either is written, and each is written atomically.
-    """
+def render_figures(report: Report, data: PackageData) -> dict[str, bytes]:
+    """The figures as PNG bytes by file name: confusion.png and probabilities.png."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ToolError("--plot needs matplotlib: pip install matplotlib") from None
+        raise ToolError("figures need matplotlib: pip install matplotlib") from None
     figures = {"confusion.png": _confusion_figure(plt, report.data),
                "probabilities.png": _probabilities_figure(plt, report.data, data)}
     pngs = {}
@@ -32,6 +29,17 @@ def write_plots(report: Report, data: PackageData, out_dir: Path | str) -> list[
         fig.savefig(buf, format="png", dpi=110)
         plt.close(fig)
         pngs[name] = buf.getvalue()
+    return pngs
+
+
+def write_plots(report: Report, data: PackageData, out_dir: Path | str,
+                pngs: dict[str, bytes] | None = None) -> list[Path]:
+    """Write confusion.png and probabilities.png into ``out_dir``; return their paths.
+
+    Both figures are rendered (or given, from :func:`render_figures`) before either is written,
+    and each is written atomically.
+    """
+    pngs = render_figures(report, data) if pngs is None else pngs
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
