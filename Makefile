@@ -28,7 +28,7 @@ system-deps:
 run: venv
 	$(PY) BuildModel.py --rtl
 	cd package && ../$(PY) on_target.py --emulate
-	$(PY) utilities/validate_model.py package
+	$(PY) utilities/validate_model.py package --html validation.html
 
 test: venv system-deps
 	$(PY) -m pytest
@@ -37,4 +37,4 @@ bench: venv
 	$(PY) utilities/benchmark.py
 
 clean:
-	rm -rf hls4ml_prj_pynq package .pytest_cache
+	rm -rf hls4ml_prj_pynq package validation.html .pytest_cache

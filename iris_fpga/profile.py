@@ -105,13 +105,17 @@ def weight_rows(hls_model) -> list[Row]:
 
 
 def keras_activations(keras_model, X: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's float output for ``X`` (one Keras model with all layers as outputs)."""
-    from iris_fpga.keras_compat import tf_keras
+    """Every layer's float output for ``X``, the layers applied one after another.
 
-    keras = tf_keras()
-    probe = keras.Model(inputs=keras_model.inputs, outputs=[layer.output for layer in keras_model.layers])
-    outputs = probe.predict(np.asarray(X, dtype=np.float32), verbose=0)
-    return {layer.name: np.asarray(out) for layer, out in zip(keras_model.layers, outputs)}
+    (A second Keras model with every layer as an output would not do: the model the train step
+    holds is the pruning wrapper's stripped copy, whose layers' symbolic outputs belong to another
+    graph.)
+    """
+    out, activations = np.asarray(X, dtype=np.float32), {}
+    for layer in keras_model.layers:
+        out = np.asarray(layer(out))
+        activations[layer.name] = out
+    return activations
 
 
 def activation_rows(hls_model, activations: dict[str, dict[str, np.ndarray]]) -> list[Row]:

@@ -1,17 +1,12 @@
 """The numerical profile (iris_fpga/profile.py) on the session's real trained model and hls4ml types."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from iris_fpga.profile import FixedRange, profile_model  # noqa: E402
+from iris_fpga.profile import FixedRange, profile_model
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +17,9 @@ def models(built, tmp_path_factory):
     from iris_fpga.config import BuildConfig
 
     split = data.load_saved(built.output_dir / "pipeline" / "staging")
-    keras_model = iris_model.load_model(built.output_dir / "pipeline" / "weights.npz",
-                                        split.X_train.shape[1], split.y_train.shape[1])
     config = BuildConfig()
+    keras_model = iris_model.load_model(built.output_dir / "pipeline" / "weights.npz", config,
+                                        split.X_train.shape[1], split.y_train.shape[1])
     hls_model = hls.convert(keras_model, config, tmp_path_factory.mktemp("prj"), hls.hls_config(keras_model, config))
     return keras_model, hls_model, split
 
@@ -86,3 +81,16 @@ def test_saturating_and_unsigned_types_from_hls4ml():
     counted = relu.count(np.array([0.0, 0.5, 63 / 64, 1.0, -0.25, 1 / 128]))
     assert counted == {"values": 6, "wrap": 0, "saturate": 2, "below_step": 1, "max_abs": 1.0}
     assert FixedRange.of(object()) is None  # not fixed point (e.g. a float type): no range to check
+
+
+def test_the_build_ships_the_profile_and_its_counts(built):
+    from iris_fpga import contract
+
+    manifest = built.manifest
+    assert contract.PROFILE in manifest["files"]
+    assert not contract.verify(built.package_dir, manifest, [contract.PROFILE])
+    assert _decoded(built.package_dir / contract.PROFILE).shape[0] > 200
+    totals = manifest["numerical_profile"]["totals"]
+    assert set(totals) == {"weights", "train", "test"}
+    assert totals["test"]["wrap"] == 0  # the default network's test data fits its types
+    assert "profile" in built.stdout

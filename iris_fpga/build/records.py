@@ -55,6 +55,7 @@ def manifest(build: Build) -> dict:
         "n_out": csim["n_out"],
         "input_type": csim["input_type"],
         "sparsity": build.results["train"]["sparsity"],
+        "numerical_profile": build.results.get("profile", {}).get("counts"),
         "accuracy": csim["accuracy"],
         "bitstream_built": "bitstream" in build.results,
         "steps": steps,

@@ -17,7 +17,7 @@ from iris_fpga.build import records
 from iris_fpga.build.checks import input_range, non_finite_layers, out_of_range, sample_list
 from iris_fpga.build.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, Step
 from iris_fpga.contract import (BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE, NOTEBOOK,
-                                VIVADO_REPORTS)
+                                PROFILE, VIVADO_REPORTS)
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
@@ -160,6 +160,22 @@ def accuracy_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     return lines
 
 
+def step_profile(build: Build) -> Outcome:
+    """Weights and float activations against the fixed-point types hls4ml chose, as a figure and counts."""
+    from iris_fpga.profile import profile_model
+
+    split = build.split()
+    figure = build.staging / PROFILE
+    counts = profile_model(build.model(), build.hls_model(), split.X_train, split.X_test, figure)
+    return Outcome({"counts": counts}, (figure,))
+
+
+def profile_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    totals = result["counts"]["totals"]
+    text = "; ".join(f"{name}: {t['wrap']} wrap, {t['saturate']} saturate" for name, t in totals.items())
+    return [("profile", f"{build.package_dir / PROFILE} (values outside their fixed-point type: {text})")]
+
+
 # -- rtl, bitstream ---------------------------------------------------------------------------
 def step_rtl(build: Build) -> Outcome:
     from iris_fpga.hls import board_part
@@ -290,6 +306,8 @@ STEPS = (
          upstream=("data",), summary=sparsity_lines),
     Step("convert", step_convert, settings=("board", "reuse_factor", "default_precision", "exp_table_t", "inv_table_t"),
          versions=("hls4ml",), upstream=("train",), publishes=(DRIVER,)),
+    Step("profile", step_profile, versions=("matplotlib",), upstream=("convert",), publishes=(PROFILE,),
+         summary=profile_lines),
     Step("csim", step_csim, settings=("rtl_random_samples",), versions=(COMPILER,), upstream=("convert",),
          publishes=CSIM_FILES, summary=accuracy_lines, code=(WEIGHTS_DIR_SOURCE,)),
     Step("rtl", step_rtl, settings=("latency_cutoff",), versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked,
