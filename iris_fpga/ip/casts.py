@@ -7,11 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.rtl.fixedpoint import OVERFLOW_MODES as OVERFLOW
+from iris_fpga.rtl.fixedpoint import ROUNDING_MODES as ROUNDING
 from iris_fpga.rtl.fixedpoint import FixedType
-
-#: ap_fixed rounding modes reproduced here (TRN floor, RND half up, RND_CONV half to even, RND_MIN_INF half down).
-ROUNDING = ("TRN", "RND", "RND_CONV", "RND_MIN_INF")
-OVERFLOW = ("WRAP", "SAT")
 
 
 @dataclass(frozen=True)
