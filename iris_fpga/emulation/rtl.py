@@ -50,6 +50,11 @@ def build_library(sources: list[Path], top: str, build_dir: Path) -> dict:
     sha = verilog_sha256(sources)
     (build_dir / "ip_identity.h").write_text(f'#define IRIS_VERILOG_SHA256 "{sha}"\n')
     shutil.copyfile(HARNESS, build_dir / HARNESS.name)
+    copies = []  # Verilator compiles its sources' paths into the library: relative ones name nothing outside it
+    (build_dir / "verilog").mkdir()
+    for source in sources:
+        copies.append(f"verilog/{Path(source).name}")
+        shutil.copyfile(source, build_dir / copies[-1])
     root = simulate.verilator_root()
     env = {**os.environ, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("MAKEFLAGS", None)
@@ -57,9 +62,9 @@ def build_library(sources: list[Path], top: str, build_dir: Path) -> dict:
         str(root / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", str(min(os.cpu_count() or 1, 4)),
         "--prefix", PREFIX, "--top-module", top, "--Mdir", "obj_dir", "-O3",
         "-Wno-fatal", "-Wno-lint", "-Wno-style",
-        "-CFLAGS", "-fPIC", "-CFLAGS", f"-I{build_dir}", "-LDFLAGS", "-shared", "-o", LIBRARY_NAME,
+        "-CFLAGS", "-fPIC", "-CFLAGS", "-I..", "-LDFLAGS", "-shared", "-o", LIBRARY_NAME,
         "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
-        HARNESS.name, *(str(Path(s).resolve()) for s in sources),
+        HARNESS.name, *copies,
     ]
     log_path = build_dir / "verilator_build.log"
     with open(log_path, "wb") as log_file:

@@ -293,8 +293,9 @@ class _RtlAccelerator:
             self._unanswered = 0
             return words[:taken].tobytes()
         if taken == capacity:
-            raise EmulatedDMAError("DMA Internal Error: the IP's packet is longer than the {}-byte receive transfer "
-                                   "(no TLAST within it)".format(nbytes))
+            raise EmulatedDMAError("DMA Internal Error: the {}-byte receive transfer filled up without the IP's TLAST: "
+                                   "its packet is longer than the buffer, or the IP still waits for input "
+                                   "({})".format(nbytes, self._why_stuck()))
         raise DMATimeoutError("timed out: the IP moved no word for {} clock cycles after {} output word(s) without "
                               "TLAST; {}; on the board wait() would never return".format(
                                   self.IDLE_CYCLE_CAP, taken, self._why_stuck()))
@@ -302,10 +303,10 @@ class _RtlAccelerator:
     def _why_stuck(self) -> str:
         if self._unanswered == 0:
             return "no send transfer was made"
-        if self._unanswered % self.n_in:
+        if self._unanswered % self.n_in:  # hls4ml's IP reads n_in words per sample, TLAST or not
             return ("{} word(s) were sent, not a whole number of {}-word input samples: the IP waits for the rest "
                     "of the last sample".format(self._unanswered, self.n_in))
-        return "{} word(s) were sent and the IP did not answer them".format(self._unanswered)
+        return "{} word(s) were sent, {} whole sample(s)".format(self._unanswered, self._unanswered // self.n_in)
 
     def figures(self) -> dict:
         return {"emulated": self.emulated, "verilog_sha256": self.verilog_sha256, "ip_cycles": self.cycles,
