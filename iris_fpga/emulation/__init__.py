@@ -89,13 +89,13 @@ def stage(package_dir: Path, hls_output_dir: Path, rtl_library: dict | None = No
     """
     package_dir = Path(package_dir)
     hls_output_dir = Path(hls_output_dir)
-    n_in, n_out = read_layer_widths(hls_output_dir)
     if rtl_library is None:
         library = find_csim_library(hls_output_dir)
         weights = read_weights(hls_output_dir, library)
         name = LIBRARY_NAME
     else:
         library, weights, name = Path(rtl_library["library"]), {}, rtl.LIBRARY_NAME
+    n_in, n_out = read_layer_widths(hls_output_dir)
     target = package_dir / EMULATION_DIR
     if target.exists():
         shutil.rmtree(target)  # no stale library or module from an older build
