@@ -621,10 +621,56 @@ def check_emulation_runs_here(folder):
     for library in sorted(folder.glob("*.so")):
         machine = _elf_machine(library)
         if machine is not None and ELF_MACHINES.get(host.lower()) != machine:
-            raise TargetError("--emulate runs the C-simulation library {}/{}, compiled for {}, which this {} machine "
+            raise TargetError("--emulate runs the emulation's library {}/{}, compiled for {}, which this {} machine "
                               "cannot load: on a PYNQ board run sudo python3 on_target.py (no --emulate)".format(
                                   EMULATION_DIR, library.name, ELF_NAMES.get(machine, "machine {}".format(machine)),
                                   host or "unknown"))
+
+
+EMULATED_IPS = {"csim": "hls4ml's C-simulation library",
+                "rtl": "the project's Verilog IP (the bitstream's design), Verilated, run clock by clock"}
+IP_CLOCK_HZ = 100e6  # the IP's clock in hls4ml's PYNQ-Z2 block design (FCLK0)
+
+
+def check_emulated_ip(overlay, manifest):
+    """What the emulated board runs ("csim" or "rtl"): the manifest's accelerator, built from its Verilog."""
+    figures = overlay.emulation_figures()
+    emulated = figures.get("emulated")
+    if emulated not in EMULATED_IPS:
+        raise TargetError("the emulated board runs an unknown accelerator {!r}: re-run the package step".format(
+            emulated), EXIT_BOARD)
+    if not manifest:
+        return emulated
+    wanted = "rtl" if manifest.get("accelerator") == "rtl" else "csim"
+    if emulated != wanted:
+        raise TargetError("{} says the accelerator is {} but {}/ emulates {}: copy the whole package folder "
+                          "again".format(MANIFEST, manifest.get("accelerator", "hls"), EMULATION_DIR, emulated))
+    if emulated == "rtl" and figures.get("verilog_sha256") != manifest.get("ip_verilog_sha256"):
+        raise TargetError("{}/'s Verilated IP was built from other Verilog (sha256 {}) than the IP {} names ({}): "
+                          "copy the whole package folder again".format(EMULATION_DIR, figures.get("verilog_sha256"),
+                                                                        MANIFEST, manifest.get("ip_verilog_sha256")))
+    return emulated
+
+
+def emulated_ip_record(figures, samples):
+    """y_hw.json's fields for the emulated IP; for rtl, its clock cycles and what they mean at 100 MHz
+    for a batch of ``samples``."""
+    record = {"emulated": figures["emulated"]}
+    if figures["emulated"] != "rtl" or not figures.get("ip_samples"):
+        return record
+    per_sample = figures["ip_cycles"] / figures["ip_samples"]
+    record["ip_cycles_per_sample"] = round(per_sample, 4)
+    record["ip_at_100mhz"] = {
+        "samples_per_s": round(IP_CLOCK_HZ / per_sample),
+        "batch_latency_s": per_sample * samples / IP_CLOCK_HZ,
+        "what": "emulation of the RTL: clock cycles of the Verilated IP from the first input word to the last "
+                "output word of each transfer ({} cycles for {} samples{}), at the PYNQ-Z2 design's 100 MHz clock; "
+                "the IP alone, without the DMA's and the driver's time on a board".format(
+                    figures["ip_cycles"], figures["ip_samples"],
+                    ", with random pauses, seed {}".format(figures["pause_seed"]) if figures.get("pause_seed")
+                    is not None else ""),
+    }
+    return record
 
 
 def check_root():
@@ -744,7 +790,7 @@ class Accelerator:
             except DeadlineExceeded:
                 stopped = self.stop_dma()
                 if self.emulated:
-                    raise TargetError("{}: the C-simulation of {} did not finish within {:g} s (--timeout plus {:g} s "
+                    raise TargetError("{}: the emulation of {} did not finish within {:g} s (--timeout plus {:g} s "
                                       "per sample, the emulation's own pace; {}): this computer is slow or busy, not a "
                                       "board fault; raise --timeout or send fewer samples".format(
                                           self.where, what, deadline, EMULATED_SECONDS_PER_SAMPLE, stopped),
@@ -770,7 +816,7 @@ class Accelerator:
         if not self.emulated or seconds <= board_deadline:
             return
         if not self.slow:
-            self.say("{} took {:.3f} s, longer than the board's deadline for it ({:g} s): the C-simulation on this "
+            self.say("{} took {:.3f} s, longer than the board's deadline for it ({:g} s): the emulation on this "
                      "computer is slower than the FPGA; that is not a fault, the run goes on".format(
                          what, seconds, board_deadline))
         self.slow.append({"samples": rows, "seconds": round(seconds, 6), "board_deadline_s": board_deadline})
@@ -860,8 +906,7 @@ def open_board(np, args, job, say, where):
         check_root()
     driver = load_driver()
     if args.emulate:
-        say("EMULATED PYNQ-Z2, no FPGA: pynq stand-in {}; the accelerator is hls4ml's C-simulation "
-            "library in {}/".format(getattr(pynq, "__version__", "?"), EMULATION_DIR))
+        say("EMULATED PYNQ-Z2, no FPGA: pynq stand-in {}".format(getattr(pynq, "__version__", "?")))
         if job.bitfile is None:
             say("no bitstream ({} absent): emulation needs none; the record says \"bitfile\": null".format(
                 args.bitfile or DEFAULT_BITFILE))
@@ -870,6 +915,9 @@ def open_board(np, args, job, say, where):
     overlay = load_overlay(np, driver, args, job, where)
     if not args.emulate:
         say("overlay {} loaded".format(job.bitfile))
+    else:
+        emulated = check_emulated_ip(overlay, job.manifest)
+        say("the accelerator is {} in {}/".format(EMULATED_IPS[emulated], EMULATION_DIR))
     return pynq, Accelerator(np, overlay, pynq.allocate, job.ip, args.dma_limit, args.timeout, where,
                              args.emulate, say)
 
@@ -939,10 +987,11 @@ def make_record(np, argv, args, job, pynq, accelerator, y, latencies):
     if args.emulate:
         record["emulation"] = {
             "stand_in": getattr(pynq, "__version__", None),
-            "note": "no FPGA: outputs computed by hls4ml's C-simulation library through a stand-in pynq; "
-                    "timings are of this computer, not of the FPGA",
+            "note": "no FPGA: outputs computed by {} through a stand-in pynq; timings are of this computer, "
+                    "not of the FPGA".format(EMULATED_IPS[emulated]),
             "transfers_slower_than_board_deadline": accelerator.slow,
         }
+        record.update(emulated_ip_record(accelerator.overlay.emulation_figures(), n))
         if job.bitfile is None:
             record["emulation"]["bitfile"] = "none: emulation needs no bitstream"
     return record
@@ -951,11 +1000,16 @@ def make_record(np, argv, args, job, pynq, accelerator, y, latencies):
 def report(say, args, job, y, record):
     n = record["samples"]
     fastest, median = record["batch_latency_s"]["min"], record["batch_latency_s"]["median"]
-    kind = "emulated (this computer running the C-simulation, not the FPGA)" if args.emulate else "measured on the board"
+    kind = "emulated (this computer, not the FPGA)" if args.emulate else "measured on the board"
     say("{} samples x {} run(s) in {} DMA transfer(s) each: batch latency min {:.3f} ms, median {:.3f} ms; "
         "throughput max {:,.0f} samples/s, median {:,.0f} samples/s, {}".format(
             n, args.repeat, record["transfers_per_batch"], fastest * 1e3, median * 1e3, n / fastest, n / median,
             kind))
+    if "ip_cycles_per_sample" in record:
+        say("the IP took {:.3f} clock cycles per sample: at 100 MHz, {:,.0f} samples/s and {:.2f} us per batch "
+            "(emulation of the RTL: the IP alone, not the board's DMA and driver)".format(
+                record["ip_cycles_per_sample"], record["ip_at_100mhz"]["samples_per_s"],
+                record["ip_at_100mhz"]["batch_latency_s"] * 1e6))
     accuracy = record["accuracy"]
     if accuracy is not None:
         say("accuracy on {}: {}/{} = {:.2%}".format(LABELS_FILE, int(round(accuracy * n)), n, accuracy))

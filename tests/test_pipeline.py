@@ -427,11 +427,11 @@ def _dependents(*first: str) -> set[str]:
 
 
 def test_the_table_declares_the_known_dataflow():
-    assert _dependents("data") == {"data", "train", "convert", "profile", "csim", "rtl", "ip", "bitstream"}
-    assert _dependents("convert") == {"convert", "profile", "csim", "rtl", "ip", "bitstream"}
-    assert _dependents("csim") == {"csim", "rtl", "ip", "bitstream"}  # the rtl bitstream is built from the IP
-    assert _dependents("rtl") == {"rtl", "ip", "bitstream"}
-    assert _dependents("ip") == {"ip", "bitstream"}
+    assert _dependents("data") == {"data", "train", "convert", "profile", "csim", "rtl", "ip", "emulator", "bitstream"}
+    assert _dependents("convert") == {"convert", "profile", "csim", "rtl", "ip", "emulator", "bitstream"}
+    assert _dependents("csim") == {"csim", "rtl", "ip", "emulator", "bitstream"}  # the rtl bitstream: from the IP
+    assert _dependents("rtl") == {"rtl", "ip", "emulator", "bitstream"}
+    assert _dependents("ip") == {"ip", "emulator", "bitstream"}  # the emulated board runs the IP's Verilog
     assert _dependents("package") == set()
 
 
@@ -472,7 +472,8 @@ def test_a_new_package_version_invalidates_its_steps():
         users = {step.name for step in STEPS if name in step.versions}
         assert {s for s in keys if keys[s] != base_keys[s]} == _dependents(*users), name
     keys = cache_keys(STEPS, BuildConfig(), {**versions, "hls4ml": "9.9.9"})
-    assert {s for s in keys if keys[s] != base_keys[s]} == {"convert", "profile", "csim", "rtl", "ip", "bitstream"}
+    assert {s for s in keys if keys[s] != base_keys[s]} == {"convert", "profile", "csim", "rtl", "ip", "emulator",
+                                                            "bitstream"}
 
 
 def test_cache_keys_need_no_tensorflow():

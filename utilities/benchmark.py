@@ -81,6 +81,32 @@ def emulated_throughput(package: Path, repeat: int) -> dict:
     return {"command": f"cd {shown} && python on_target.py --emulate --repeat {repeat}", "record": record, **run}
 
 
+def rtl_emulation(work: Path, seed: int, csim_package: Path, samples: int = 100_000) -> dict:
+    """An --accelerator rtl build; its --emulate on the test set (wall time with start-up and load), and
+    RTL against C-simulation emulation over ``samples`` random inputs (samples/s, outputs identical)."""
+    import numpy as np
+
+    built = build("default", seed, work, ["--accelerator", "rtl"], name=f"rtl-seed{seed}")
+    package = Path(built["folder"]) / "package"
+    test_set = emulated_throughput(package, 1)
+    inputs = work / "emulation-inputs"
+    inputs.mkdir(exist_ok=True)
+    x = np.random.default_rng(seed).normal(size=(samples, 4)).astype(np.float32)
+    np.save(inputs / "x.npy", x)
+    runs = {}
+    for kind, folder in (("rtl", package), ("csim", csim_package)):
+        out = inputs / f"y_{kind}.npy"
+        argv = [sys.executable, "on_target.py", "--emulate", "--input", str(inputs / "x.npy"), "--output", str(out)]
+        run_ = timed_run(argv, folder, inputs / f"{kind}.log")
+        if run_["exit_code"] != 0:
+            raise ToolError(f"on_target.py --emulate ({kind}) failed: see {inputs / f'{kind}.log'}", ExitCode.CHECK_FAILED)
+        runs[kind] = {**run_, "record": json.loads(out.with_suffix(".json").read_text())}
+    identical = bool(np.array_equal(np.load(inputs / "y_rtl.npy"), np.load(inputs / "y_csim.npy")))
+    return {"command": f"cd {built['folder']}/package && python on_target.py --emulate", "samples": samples,
+            "test_set": test_set, "runs": runs, "rtl_equals_csim": identical,
+            "emulator_step_s": built["steps"].get("emulator")}
+
+
 def summarize(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
 
@@ -151,6 +177,16 @@ def markdown(report: dict) -> str:
                   f"`{report['emulation']['command']}`: {em.get('throughput_sps', {}).get('median', 0):,.0f} samples/s median "
                   f"(max {em.get('throughput_sps', {}).get('max', 0):,.0f}) through the unmodified driver and the "
                   "C-simulation library, in emulation: this is not a board figure."]
+    if report.get("rtl_emulation"):
+        em = report["rtl_emulation"]
+        sps = {k: v["record"]["throughput_sps"]["max"] for k, v in em["runs"].items()}
+        lines += ["", "## Emulated board running the RTL (`--accelerator rtl`)", "",
+                  f"`{em['command']}` on the test set: {em['test_set']['seconds']:.2f} s wall, start-up and load "
+                  f"included (target < 10 s); the IP counted {em['test_set']['record']['ip_cycles_per_sample']} "
+                  f"cycles per sample. Over {em['samples']:,} random inputs, one pass: the Verilated IP "
+                  f"{sps['rtl']:,.0f} samples/s, the C-simulation {sps['csim']:,.0f} samples/s (this computer, not a "
+                  f"board); outputs identical: {em['rtl_equals_csim']}. The emulator step (Verilator build of the "
+                  f"library) took {em['emulator_step_s'] or 0:.1f} s."]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
     return "\n".join(lines)
 
@@ -160,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for each recipe")
     parser.add_argument("--work", type=Path, default=REPO / "bench", help="where the builds go")
     parser.add_argument("--repeat", type=int, default=100, help="on_target.py --repeat for the emulated throughput")
-    parser.add_argument("--no-rtl", action="store_true", help="skip timing the rtl step")
+    parser.add_argument("--no-rtl", action="store_true", help="skip the rtl step and the rtl accelerator's emulation")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     try:
@@ -234,6 +270,14 @@ def run(args) -> int:
     sps = emulation["record"].get("throughput_sps", {})
     print(f"emulated board: {sps.get('median', 0):,.0f} samples/s median (emulation, not a board)")
 
+    rtl_emulation_ = None
+    if not args.no_rtl:
+        rtl_emulation_ = rtl_emulation(work, seeds[0], Path(fresh["folder"]) / "package")
+        print(f"rtl emulation: test set {rtl_emulation_['test_set']['seconds']:.2f} s wall; "
+              + ", ".join(f"{k} {v['record']['throughput_sps']['max']:,.0f} samples/s"
+                          for k, v in rtl_emulation_["runs"].items())
+              + f" over {rtl_emulation_['samples']:,}; identical: {rtl_emulation_['rtl_equals_csim']}")
+
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
@@ -245,6 +289,7 @@ def run(args) -> int:
         "rerun": rerun,
         "rtl": rtl,
         "emulation": emulation,
+        "rtl_emulation": rtl_emulation_,
     }
     raw = args.markdown.with_suffix(".json")
     atomic_write_json(raw, report)

@@ -58,6 +58,9 @@ def manifest(build: Build) -> dict:
         "numerical_profile": build.results.get("profile", {}).get("counts"),
         "accuracy": csim["accuracy"],
         "bitstream_built": "bitstream" in build.results,
+        # rtl: the sha256 of the IP's Verilog that package/emulation/'s library was built from
+        "ip_verilog_sha256": (build.results["emulator"]["verilog_sha256"]
+                              if build.config.accelerator == "rtl" and "emulator" in build.results else None),
         "steps": steps,
         "step_keys": build.step_keys,
     }

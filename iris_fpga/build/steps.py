@@ -20,6 +20,8 @@ from iris_fpga.contract import (BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_
                                 PROFILE, VIVADO_REPORTS)
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from iris_fpga.emulation.rtl import BUILD_FLAGS as EMULATOR_FLAGS
+from iris_fpga.emulation.rtl import HARNESS_SOURCE as EMULATOR_HARNESS
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
 from iris_fpga.packaging import publish
 from iris_fpga.rtl.report import TOOLS as RTL_TOOLS
@@ -30,6 +32,7 @@ log = logging.getLogger("BuildModel")
 ON_TARGET = Path(__file__).resolve().parents[2] / BOARD_SCRIPT
 IP_DIR = "ip"  # <output-dir>/ip/: the accelerator IP's Verilog (src/) and its verification build
 IP_ESTIMATE = f"{IP_DIR}/{ESTIMATE}"  # staged by the ip step: the rtl step's figures and the whole IP's
+EMULATOR_DIR = "emulator"  # <output-dir>/emulator/: the IP as a shared library for the emulated board
 
 
 # -- data, train ------------------------------------------------------------------------------
@@ -216,6 +219,24 @@ def ip_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     return [("ip", result["ip"]["headline"])]
 
 
+def step_emulator(build: Build) -> Outcome:
+    """The ip step's Verilog as a shared library for the emulated board (Verilator, a plain C++ harness)."""
+    from iris_fpga.emulation import rtl
+
+    ip = build.results["ip"]["ip"]
+    ip_dir = build.output_dir / IP_DIR
+    made = rtl.build_library([ip_dir / name for name in ip["verilog"]], ip["module"],
+                             build.output_dir / EMULATOR_DIR)
+    library = made["library"]
+    return Outcome({"library": library.relative_to(build.output_dir).as_posix(),
+                    "verilog_sha256": made["verilog_sha256"], "build_s": made["seconds"]}, (library,))
+
+
+def emulator_lines(build: Build, result: dict) -> list[tuple[str, str]]:
+    return [("emulator", f"the IP, Verilated, for on_target.py --emulate: {result['library']} "
+                         f"(Verilog sha256 {result['verilog_sha256'][:16]}...)")]
+
+
 def rtl_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     from iris_fpga.rtl import headline
 
@@ -271,8 +292,15 @@ def step_package(build: Build) -> Outcome:
     if missing:
         raise ToolError(f"the package step is missing {missing[0]}: run the earlier steps first (without --from)")
     manifest = records.manifest(build)
+    rtl_library = None
+    if build.config.accelerator == "rtl":  # the emulated board runs the IP's Verilog, not the C-simulation
+        emulator = build.results.get("emulator")
+        if emulator is None:
+            raise ToolError("the package step needs the emulator step's library: run the earlier steps first "
+                            "(without --from)")
+        rtl_library = {"library": build.output_dir / emulator["library"], "verilog_sha256": emulator["verilog_sha256"]}
     for note in publish(build.package_dir, files, manifest,
-                        extra_stage=lambda folder: emulation.stage(folder, build.output_dir)):
+                        extra_stage=lambda folder: emulation.stage(folder, build.output_dir, rtl_library)):
         log.warning("          %s", note)
     return Outcome({"build_id": manifest["build_id"], "bitstream_built": manifest["bitstream_built"]})
 
@@ -314,6 +342,8 @@ STEPS = (
          publishes=(ESTIMATE,), summary=rtl_lines),
     Step("ip", step_ip, settings=("latency_cutoff", "seed"), versions=RTL_TOOLS + ("cocotb", "cocotbext-axi"),
          upstream=("rtl",), when=ip_asked, publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
+    Step("emulator", step_emulator, versions=("verilator",), upstream=("ip",), when=ip_asked,
+         summary=emulator_lines, code=(EMULATOR_HARNESS, " ".join(EMULATOR_FLAGS))),
     Step("bitstream", step_bitstream, settings=("accelerator",), upstream=("convert", "ip"),
          may_skip="when Vivado is not installed", publishes=BITSTREAM_FILES,
          summary=bitstream_lines),

@@ -10,6 +10,10 @@
 - ``accelerator.json``: the library's name and entry point and the IP's layer widths, read from
   the generated ``firmware/myproject_axi.h`` (the stand-in cannot learn them from the library).
 
+For an ``rtl`` package, ``myproject_rtl.so`` (the IP's Verilog, Verilated: ``iris_fpga.emulation.rtl``)
+takes the C-simulation's place, with no weights (they are in the Verilog), and ``accelerator.json``
+records the sha256 of the Verilog it was built from.
+
 The folder is named so that it can never shadow a real ``pynq``: only ``--emulate`` puts it on
 ``sys.path``. Nothing in it points outside the package: a library that still carries the
 project's path (built before the weights moved beside it) is refused.
@@ -21,6 +25,7 @@ import re
 import shutil
 from pathlib import Path
 
+from iris_fpga.emulation import rtl
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 
@@ -76,42 +81,60 @@ def read_weights(hls_output_dir: Path, library: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in weights}
 
 
-def stage(package_dir: Path, hls_output_dir: Path) -> list[Path]:
-    """Write ``package_dir/emulation/`` (replacing an old one) and return the files written."""
+def stage(package_dir: Path, hls_output_dir: Path, rtl_library: dict | None = None) -> list[Path]:
+    """Write ``package_dir/emulation/`` (replacing an old one) and return the files written.
+
+    ``rtl_library`` ({"library": path, "verilog_sha256": hex}, from the emulator step): the board
+    runs the IP's Verilog; None: hls4ml's C-simulation.
+    """
     package_dir = Path(package_dir)
     hls_output_dir = Path(hls_output_dir)
-    library = find_csim_library(hls_output_dir)
-    weights = read_weights(hls_output_dir, library)
+    if rtl_library is None:
+        library = find_csim_library(hls_output_dir)
+        weights = read_weights(hls_output_dir, library)
+        name = LIBRARY_NAME
+    else:
+        library, weights, name = Path(rtl_library["library"]), {}, rtl.LIBRARY_NAME
     n_in, n_out = read_layer_widths(hls_output_dir)
     target = package_dir / EMULATION_DIR
     if target.exists():
         shutil.rmtree(target)  # no stale library or module from an older build
     (target / "pynq").mkdir(parents=True)
-    (target / WEIGHTS_DIR).mkdir()
 
     written = []
     standin = target / "pynq" / "__init__.py"
     atomic_write_bytes(standin, STANDIN_SOURCE.read_bytes())
     written.append(standin)
-    copied = target / LIBRARY_NAME
+    copied = target / name
     atomic_write_bytes(copied, library.read_bytes())
     copied.chmod(0o755)
     written.append(copied)
-    for name, data in weights.items():
-        atomic_write_bytes(target / WEIGHTS_DIR / name, data)
-        written.append(target / WEIGHTS_DIR / name)
+    if weights:
+        (target / WEIGHTS_DIR).mkdir()
+    for weight, data in weights.items():
+        atomic_write_bytes(target / WEIGHTS_DIR / weight, data)
+        written.append(target / WEIGHTS_DIR / weight)
     record = target / ACCELERATOR_JSON
-    atomic_write_json(record, {
-        "library": LIBRARY_NAME,
-        "function": "myproject_float",
-        "n_in": n_in,
-        "n_out": n_out,
-        "source": library.relative_to(hls_output_dir).as_posix(),
-        "sha256": sha256_file(copied),
-        "weights": [f"{WEIGHTS_DIR}/{name}" for name in weights],
-        "note": "HLS C-simulation of the accelerator, used only by on_target.py --emulate; it reads the "
-                "weights listed here from weights/ beside itself at its first call",
-    })
+    common = {"library": name, "n_in": n_in, "n_out": n_out, "sha256": sha256_file(copied)}
+    if rtl_library is None:
+        atomic_write_json(record, {
+            **common,
+            "emulated": "csim",
+            "function": "myproject_float",
+            "source": library.relative_to(hls_output_dir).as_posix(),
+            "weights": [f"{WEIGHTS_DIR}/{weight}" for weight in weights],
+            "note": "HLS C-simulation of the accelerator, used only by on_target.py --emulate; it reads the "
+                    "weights listed here from weights/ beside itself at its first call",
+        })
+    else:
+        atomic_write_json(record, {
+            **common,
+            "emulated": "rtl",
+            "verilog_sha256": rtl_library["verilog_sha256"],
+            "note": "the accelerator IP's Verilog (the bitstream's), Verilated into a library with a plain C "
+                    "interface, used only by on_target.py --emulate: it runs clock by clock behind the stand-in's DMA",
+        })
     written.append(record)
-    log.info("          emulated board: %s (C-simulation library %s, %d in / %d out)", "emulation/", library.name, n_in, n_out)
+    log.info("          emulated board: %s (%s %s, %d in / %d out)", "emulation/",
+             "C-simulation library" if rtl_library is None else "the IP, Verilated:", library.name, n_in, n_out)
     return written

@@ -7,13 +7,18 @@ accelerator's stream is computed by the HLS C-simulation library that hls4ml com
 (``myproject_float(float*, float*)`` through ctypes, one sample at a time; no TensorFlow or
 hls4ml at run time).
 
-The library reads its weights from ``weights/`` beside itself (listed in ``accelerator.json``) at its
-first call: the package's own copies, so nothing outside the package is read.
+For an ``rtl`` package (``accelerator.json`` says ``"emulated": "rtl"``) the accelerator is the
+project's own Verilog IP instead, Verilated into ``myproject_rtl.so`` (C interface ``ipemu_*``):
+the DMA's words go through its AXI-Stream ports clock by clock, TLAST included, and it counts the
+cycles. The C-simulation library reads its weights from ``weights/`` beside itself (listed in
+``accelerator.json``) at its first call: the package's own copies, so nothing outside the
+package is read.
 
 It models the board's failure modes instead of hiding them, so code that would hang or return
 garbage on the board fails here too:
 - a send whose size is not a whole number of input samples (the IP would wait for the rest of
-  the last sample and ``wait()`` would never return on the board) is an error;
+  the last sample and ``wait()`` would never return on the board) is an error (rtl: the IP takes
+  the words and the receive times out, as on the board, but never hangs);
 - a transfer above the DMA's length limit (2**26 - 1 bytes for hls4ml's pynq-z2 design) raises
   the same ``ValueError`` as pynq;
 - a receive with nothing sent times out with an error (on the board it hangs);
@@ -49,6 +54,7 @@ log = logging.getLogger("pynq.emulation")
 EMULATION_DIR = Path(__file__).resolve().parent.parent
 ACCELERATOR_JSON = "accelerator.json"
 MAX_TRANSFER_ENV = "PYNQ_EMULATION_MAX_TRANSFER"
+PAUSES_ENV = "PYNQ_EMULATION_PAUSES"  # rtl: a seed for random pauses on both streams
 SG_LENGTH_WIDTH = 26  # c_sg_length_width in hls4ml's pynq-z2 design.tcl
 DEFAULT_MAX_TRANSFER = (1 << SG_LENGTH_WIDTH) - 1
 STREAM_WORD_BYTES = 4  # float32 on the AXI stream (bit_width_hls_input/output = 32)
@@ -134,42 +140,69 @@ def allocate(shape, dtype="u4", target=None, **kwargs):
 # --------------------------------------------------------------------------- accelerator
 
 
-class _Accelerator:
+def _read_config(emulation_dir: Path) -> dict:
+    config_path = emulation_dir / ACCELERATOR_JSON
+    try:
+        config = json.loads(config_path.read_text())
+        config["n_in"], config["n_out"] = int(config["n_in"]), int(config["n_out"])
+        config["library"] = emulation_dir / config["library"]
+        return config
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(
+            "emulated board: cannot read {} ({}); re-run the package step".format(config_path, exc)
+        ) from None
+
+
+def _load_library(library: Path, what: str):
+    try:
+        return ctypes.CDLL(str(library))
+    except OSError as exc:
+        raise RuntimeError("emulated board: cannot load the {} {} ({})".format(what, library, exc)) from None
+
+
+def _accelerator(emulation_dir: Path):
+    """The IP between the DMA's streams, as ``accelerator.json`` says it is emulated."""
+    config = _read_config(emulation_dir)
+    if config.get("emulated", "csim") == "rtl":
+        return _RtlAccelerator(config)
+    return _CsimAccelerator(emulation_dir, config)
+
+
+class _CsimAccelerator:
     """The hls4ml IP between the DMA's MM2S and S2MM streams, computed by the C-simulation."""
 
-    def __init__(self, emulation_dir: Path):
-        config_path = emulation_dir / ACCELERATOR_JSON
+    emulated = "csim"
+
+    def __init__(self, emulation_dir: Path, config: dict):
+        self.n_in, self.n_out, self.library = config["n_in"], config["n_out"], config["library"]
         try:
-            config = json.loads(config_path.read_text())
-            self.n_in = int(config["n_in"])
-            self.n_out = int(config["n_out"])
-            library = emulation_dir / config["library"]
-            function = config.get("function", "myproject_float")
             weights = [emulation_dir / name for name in config["weights"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RuntimeError(
-                "emulated board: cannot read {} ({}); re-run the package step".format(config_path, exc)
-            ) from None
+        except (KeyError, TypeError) as exc:
+            raise RuntimeError("emulated board: {} lists no weights ({}); re-run the package step".format(
+                ACCELERATOR_JSON, exc)) from None
         missing = [str(path) for path in weights if not path.is_file()]
         if missing:  # the library would print an error and end the whole process at its first call
             raise RuntimeError("emulated board: weights file {} is missing: copy the whole package folder "
                                "again".format(missing[0]))
+        self._lib = _load_library(self.library, "C-simulation library")
         try:
-            self._lib = ctypes.CDLL(str(library))
-            self._function = getattr(self._lib, function)
-        except (OSError, AttributeError) as exc:
-            raise RuntimeError(
-                "emulated board: cannot load the C-simulation library {} ({})".format(library, exc)
-            ) from None
+            self._function = getattr(self._lib, config.get("function", "myproject_float"))
+        except AttributeError as exc:
+            raise RuntimeError("emulated board: cannot load the C-simulation library {} ({})".format(
+                self.library, exc)) from None
         self._function.restype = None
         self._function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        self.library = library
         self.in_bytes = self.n_in * STREAM_WORD_BYTES
         self.out_bytes = self.n_out * STREAM_WORD_BYTES
         self.packets = []  # output packets waiting for the S2MM channel, each ends with TLAST
 
-    def consume(self, raw: bytes) -> None:
+    def send(self, raw: bytes) -> None:
         """One MM2S transfer: every whole sample in, one output packet out."""
+        if len(raw) % self.in_bytes:
+            raise EmulatedDMAError(
+                "a send of {} bytes is not a whole number of {}-byte input samples ({} float32 each): the "
+                "accelerator would wait for the rest of the last sample and wait() would never return on the "
+                "board".format(len(raw), self.in_bytes, self.n_in))
         inputs = np.frombuffer(raw, dtype="<f4").reshape(-1, self.n_in).copy()
         outputs = np.zeros((inputs.shape[0], self.n_out), dtype="<f4")
         in_address, out_address = inputs.ctypes.data, outputs.ctypes.data
@@ -177,8 +210,123 @@ class _Accelerator:
             self._function(in_address + row * self.in_bytes, out_address + row * self.out_bytes)
         self.packets.append(outputs.tobytes())
 
+    def receive(self, nbytes: int) -> bytes:
+        """One S2MM transfer of at most ``nbytes``: the oldest output packet."""
+        if not self.packets:
+            raise DMATimeoutError("timed out: the accelerator has produced nothing to receive (no send transfer "
+                                  "was made); on the board wait() would never return")
+        if len(self.packets[0]) > nbytes:
+            raise EmulatedDMAError("DMA Internal Error: the accelerator sent a {}-byte packet into a {}-byte "
+                                   "receive transfer".format(len(self.packets[0]), nbytes))
+        return self.packets.pop(0)
+
     def reset(self) -> None:
         self.packets = []
+
+    def figures(self) -> dict:
+        return {"emulated": self.emulated}
+
+
+class _RtlAccelerator:
+    """The project's Verilog IP, Verilated (``myproject_rtl.so``), clocked behind the DMA's streams.
+
+    A send queues its words (TLAST on the last, as the MM2S channel does); a receive runs the clock
+    until the IP's TLAST, a full buffer, or IDLE_CYCLE_CAP cycles in which no word moved: what would
+    hang a board ends here as a timeout. ``PYNQ_EMULATION_PAUSES=SEED`` adds seeded random pauses on
+    both streams (the outputs must not change; the cycles do).
+    """
+
+    emulated = "rtl"
+    IDLE_CYCLE_CAP = 10000  # the IP's latency is tens of cycles: this many idle cycles means it never will
+
+    def __init__(self, config: dict):
+        self.n_in, self.n_out, self.library = config["n_in"], config["n_out"], config["library"]
+        self.expected_sha256 = config.get("verilog_sha256")
+        lib = _load_library(self.library, "Verilated IP")
+        handle, words = ctypes.c_void_p, ctypes.c_uint64
+        try:
+            for name, restype, argtypes in (
+                ("ipemu_create", handle, []), ("ipemu_destroy", None, [handle]),
+                ("ipemu_verilog_sha256", ctypes.c_char_p, []), ("ipemu_reset", None, [handle]),
+                ("ipemu_pauses", None, [handle, words, ctypes.c_uint32, ctypes.c_uint32]),
+                ("ipemu_push", None, [handle, handle, handle, words]), ("ipemu_pending", words, [handle]),
+                ("ipemu_pull", words, [handle, handle, handle, words, words]), ("ipemu_cycles", words, [handle]),
+            ):
+                function = getattr(lib, name)
+                function.restype, function.argtypes = restype, argtypes
+        except AttributeError as exc:
+            raise RuntimeError("emulated board: {} is not the Verilated IP ({})".format(self.library, exc)) from None
+        self._lib = lib
+        self.verilog_sha256 = lib.ipemu_verilog_sha256().decode("ascii")
+        self._handle = lib.ipemu_create()
+        self.pauses = _pause_seed()
+        self.cycles = 0  # clock cycles of the receives that completed, and their samples
+        self.samples = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._lib.ipemu_reset(self._handle)
+        if self.pauses is not None:  # ~30% of cycles paused at the source, ~40% at the sink
+            self._lib.ipemu_pauses(self._handle, self.pauses, 19661, 26214)
+        self._unanswered = 0  # words sent since the last complete output packet
+
+    def send(self, raw: bytes) -> None:
+        if len(raw) % STREAM_WORD_BYTES:
+            raise EmulatedDMAError("a send of {} bytes is not a whole number of 32-bit stream words".format(len(raw)))
+        words = np.frombuffer(raw, dtype="<u4").copy()
+        last = np.zeros(len(words), dtype=np.uint8)
+        last[-1] = 1
+        self._lib.ipemu_push(self._handle, words.ctypes.data, last.ctypes.data, len(words))
+        self._unanswered += len(words)
+
+    def receive(self, nbytes: int) -> bytes:
+        capacity = nbytes // STREAM_WORD_BYTES
+        words = np.zeros(capacity, dtype="<u4")
+        last = np.zeros(capacity, dtype=np.uint8)
+        began = self._lib.ipemu_cycles(self._handle)
+        taken = self._lib.ipemu_pull(self._handle, words.ctypes.data, last.ctypes.data, capacity,
+                                     self.IDLE_CYCLE_CAP)
+        spent = self._lib.ipemu_cycles(self._handle) - began
+        if taken and last[taken - 1]:
+            self.cycles += spent
+            self.samples += taken // self.n_out
+            self._unanswered = 0
+            return words[:taken].tobytes()
+        if taken == capacity:
+            raise EmulatedDMAError("DMA Internal Error: the {}-byte receive transfer filled up without the IP's TLAST: "
+                                   "its packet is longer than the buffer, or the IP still waits for input "
+                                   "({})".format(nbytes, self._why_stuck()))
+        raise DMATimeoutError("timed out: the IP moved no word for {} clock cycles after {} output word(s) without "
+                              "TLAST; {}; on the board wait() would never return".format(
+                                  self.IDLE_CYCLE_CAP, taken, self._why_stuck()))
+
+    def _why_stuck(self) -> str:
+        if self._unanswered == 0:
+            return "no send transfer was made"
+        if self._unanswered % self.n_in:  # hls4ml's IP reads n_in words per sample, TLAST or not
+            return ("{} word(s) were sent, not a whole number of {}-word input samples: the IP waits for the rest "
+                    "of the last sample".format(self._unanswered, self.n_in))
+        return "{} word(s) were sent, {} whole sample(s)".format(self._unanswered, self._unanswered // self.n_in)
+
+    def figures(self) -> dict:
+        return {"emulated": self.emulated, "verilog_sha256": self.verilog_sha256, "ip_cycles": self.cycles,
+                "ip_samples": self.samples, "pause_seed": self.pauses}
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._lib.ipemu_destroy(handle)
+            self._handle = None
+
+
+def _pause_seed():
+    value = os.environ.get(PAUSES_ENV)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError("{}={!r} is not a seed (a whole number)".format(PAUSES_ENV, value)) from None
 
 
 # --------------------------------------------------------------------------- DMA
@@ -190,7 +338,7 @@ DMA_TYPE_RX = 0
 class _DMAChannel:
     """One channel of the AXI DMA in simple mode, as ``pynq.lib.dma._SDMAChannel`` drives it."""
 
-    def __init__(self, accelerator: _Accelerator, max_size: int, tx_rx: int):
+    def __init__(self, accelerator, max_size: int, tx_rx: int):
         self._accelerator = accelerator
         self._max_size = max_size
         self._align = STREAM_WORD_BYTES
@@ -265,21 +413,18 @@ class _DMAChannel:
                 "{} bytes.".format(self._align)
             )
         if self._tx_rx == DMA_TYPE_TX:
-            width = self._accelerator.in_bytes
-            if nbytes % width:
-                raise self._fault(
-                    EmulatedDMAError,
-                    "a send of {} bytes is not a whole number of {}-byte input samples "
-                    "({} float32 each): the accelerator would wait for the rest of the last sample "
-                    "and wait() would never return on the board".format(
-                        nbytes, width, self._accelerator.n_in
-                    ),
-                )
             raw = memoryview(array).cast("B")[start : start + nbytes].tobytes()
-            self._accelerator.consume(raw)
-            self.transferred = nbytes  # the IP takes a whole packet at once here
+            self._guarded(self._accelerator.send, raw)
+            self.transferred = nbytes  # the IP's input side takes a whole transfer here
         else:
             self._active = (array, start, nbytes)
+
+    def _guarded(self, action, *args):
+        """Run an accelerator action; a fault it reports halts this channel, as on the board."""
+        try:
+            return action(*args)
+        except EmulatedDMAError as exc:
+            raise self._fault(type(exc), str(exc)) from None
 
     def wait(self):
         if not self._running:
@@ -289,21 +434,7 @@ class _DMAChannel:
         if self._tx_rx == DMA_TYPE_TX or self._active is None:
             return
         array, start, nbytes = self._active
-        packets = self._accelerator.packets
-        if not packets:
-            raise self._fault(
-                DMATimeoutError,
-                "timed out: the accelerator has produced nothing to receive (no send transfer "
-                "was made); on the board wait() would never return",
-            )
-        packet = packets[0]
-        if len(packet) > nbytes:
-            raise self._fault(
-                EmulatedDMAError,
-                "DMA Internal Error: the accelerator sent a {}-byte packet into a {}-byte receive "
-                "transfer".format(len(packet), nbytes),
-            )
-        packets.pop(0)
+        packet = self._guarded(self._accelerator.receive, nbytes)
         memoryview(array).cast("B")[start : start + len(packet)] = packet
         self.transferred = len(packet)  # TLAST ends the transfer early if the buffer is larger
         self._active = None
@@ -312,7 +443,7 @@ class _DMAChannel:
 class AxiDMA:
     """``hier_0.axi_dma_0``: the two channels and the length limit pynq reads from the .hwh."""
 
-    def __init__(self, accelerator: _Accelerator, max_size: int):
+    def __init__(self, accelerator, max_size: int):
         self.buffer_max_size = max_size
         self.sendchannel = _DMAChannel(accelerator, max_size, DMA_TYPE_TX)
         self.recvchannel = _DMAChannel(accelerator, max_size, DMA_TYPE_RX)
@@ -374,7 +505,7 @@ class Overlay:
             self.bitfile_name = _check_bitstream(bitfile_name)
         self.dtbo = dtbo
         self.device = device
-        self._accelerator = _Accelerator(EMULATION_DIR)
+        self._accelerator = _accelerator(EMULATION_DIR)
         max_size = _max_transfer()
         self.hier_0 = _Hierarchy(
             axi_dma_0=AxiDMA(self._accelerator, max_size),
@@ -398,3 +529,7 @@ class Overlay:
 
     def is_loaded(self):
         return self._loaded
+
+    def emulation_figures(self):
+        """What the emulated IP is ("csim" or "rtl") and, for rtl, the clock cycles it has counted."""
+        return self._accelerator.figures()

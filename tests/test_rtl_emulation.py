@@ -1,0 +1,205 @@
+"""The emulated board runs the RTL (issue 18): for an ``rtl`` package, ``on_target.py --emulate`` drives
+the IP's own Verilog, Verilated into a library in ``package/emulation/``, through the unmodified
+hls4ml driver; outputs equal ``y_hls.npy`` exactly, the failure modes end as a board's would (never
+a hang), and deploy runs it on the loopback host.
+
+One real ``--accelerator rtl`` build per module, of the tests' small network (16-8-3, 4/3 bits):
+every step up to the package, the ip step's cocotb verification and the emulator step included."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import Build, _path_without_vivado, run_buildmodel
+from iris_fpga.emulation.rtl import LIBRARY_NAME, verilog_sha256
+from iris_fpga.errors import ExitCode
+from iris_fpga.fileio import sha256_file
+from test_deploy import _run_args, board, known_hosts, login, remote_state, run_deploy  # noqa: F401 (fixtures)
+from test_emulation import failed, moved_away, ok
+
+PYTHON = sys.executable
+RTL_ARGS = ("--hidden", "16,8", "--weight-bits", "4", "--activation-bits", "3", "--accelerator", "rtl",
+            "--to", "package")
+
+
+@pytest.fixture(scope="module")
+def rtl_build(tmp_path_factory) -> Build:
+    root = tmp_path_factory.mktemp("rtl-emulation")
+    result = run_buildmodel(*RTL_ARGS, cwd=root, env={"PATH": _path_without_vivado()}, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return Build(root, root / "hls4ml_prj_pynq", root / "package", result.stdout)
+
+
+@pytest.fixture
+def package(tmp_path, rtl_build: Build) -> Path:
+    copy = tmp_path / "elsewhere" / "package"
+    shutil.copytree(rtl_build.package_dir, copy)
+    return copy
+
+
+def emulate(pkg: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python on_target.py --emulate ARGS`` in ``pkg``, as a user runs it."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNQ_")}
+    return subprocess.run([PYTHON, "on_target.py", "--emulate", *args], cwd=pkg, env={**environment, **(env or {})},
+                          capture_output=True, text=True, timeout=120)
+
+
+def record(pkg: Path) -> dict:
+    return json.loads((pkg / "y_hw.json").read_text())
+
+
+# --------------------------------------------------------------------------- the RTL, wherever the package goes
+
+
+def test_a_copied_rtl_package_runs_the_verilog_with_the_build_folder_gone(package, rtl_build: Build):
+    emulation = package / "emulation"
+    assert sorted(p.name for p in emulation.iterdir()) == ["accelerator.json", LIBRARY_NAME, "pynq"]
+    root = str(rtl_build.root).encode()
+    assert not any(root in p.read_bytes() for p in emulation.rglob("*") if p.is_file())
+    with moved_away(rtl_build.root):
+        result = ok(emulate(package))
+    assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
+    assert "Verilated" in result.stdout
+    hw = record(package)
+    assert hw["mode"] == "emulation" and hw["emulated"] == "rtl"
+    assert hw["build_id"] == rtl_build.manifest["build_id"]
+    samples = len(np.load(package / "X_test.npy"))
+    # the 32-bit stream takes 4 cycles a sample; the IP's latency and the handshakes add a little
+    assert 4.0 < hw["ip_cycles_per_sample"] < 4.0 + 40 / samples
+    at_100mhz = hw["ip_at_100mhz"]
+    assert at_100mhz["samples_per_s"] == pytest.approx(100e6 / hw["ip_cycles_per_sample"], rel=1e-4)
+    assert "emulation of the RTL" in at_100mhz["what"]
+
+
+def test_the_library_carries_the_sha256_of_the_ip_verilog(package, rtl_build: Build):
+    state = json.loads((rtl_build.output_dir / "pipeline" / "state.json").read_text())
+    ip = state["ip"]["result"]["ip"]
+    want = verilog_sha256([rtl_build.output_dir / "ip" / name for name in ip["verilog"]])
+    manifest = json.loads((package / "manifest.json").read_text())
+    accelerator = json.loads((package / "emulation" / "accelerator.json").read_text())
+    assert manifest["accelerator"] == "rtl" and manifest["ip_verilog_sha256"] == want
+    assert accelerator["emulated"] == "rtl" and accelerator["verilog_sha256"] == want
+
+
+def test_random_pauses_change_the_cycles_not_the_outputs(package):
+    ok(emulate(package))
+    steady = record(package)["ip_cycles_per_sample"]
+    ok(emulate(package, "--repeat", "2", env={"PYNQ_EMULATION_PAUSES": "7"}))
+    assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
+    paused = record(package)
+    assert paused["ip_cycles_per_sample"] > steady * 1.3 and "seed 7" in paused["ip_at_100mhz"]["what"]
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("ip_verilog_sha256", "0" * 64, "built from other Verilog"),
+    ("accelerator", "hls", "emulates rtl"),
+])
+def test_a_manifest_naming_another_ip_is_refused(package, field, value, fragment):
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest[field] = value
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    assert fragment in failed(emulate(package), ExitCode.USAGE, package)
+
+
+def test_an_unchanged_rerun_reuses_the_library(rtl_build: Build):
+    library = rtl_build.output_dir / "emulator" / LIBRARY_NAME
+    before = library.stat().st_mtime_ns
+    result = run_buildmodel(*RTL_ARGS, cwd=rtl_build.root, env={"PATH": _path_without_vivado()})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "emulator  reused" in result.stdout
+    assert library.stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------- failure modes, as a board's
+
+
+def test_a_partial_sample_is_a_timeout_of_the_ip_not_a_hang(package):
+    """on_target.py believing in 3 features: the IP waits for the 4th word of the last sample."""
+    np.save(package / "three.npy", np.load(package / "X_test.npy")[:, :3].copy())
+    _claim_inputs(package, 3)
+    began = time.monotonic()
+    line = failed(emulate(package, "--input", "three.npy"), ExitCode.BOARD, package)
+    assert time.monotonic() - began < 30
+    assert "timed out" in line and "not a whole number of 4-word input samples" in line
+
+
+def test_a_receive_buffer_too_small_is_a_dma_error(package):
+    """on_target.py believing in 5 features: the IP's packet outgrows the output buffer."""
+    np.save(package / "five.npy", np.concatenate([np.load(package / "X_test.npy")] * 2, axis=1)[:, :5].copy())
+    _claim_inputs(package, 5)
+    line = failed(emulate(package, "--input", "five.npy"), ExitCode.BOARD, package)
+    assert "DMA Internal Error" in line and "filled up without the IP's TLAST" in line
+
+
+def _claim_inputs(package: Path, n_in: int) -> None:
+    """A manifest that tells on_target.py the IP takes ``n_in`` words per sample (the IP takes 4)."""
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["n_in"] = n_in
+    (package / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def driven(package, monkeypatch):
+    """The unmodified driver on the emulated board running the RTL, in this process."""
+    standin = _import(package / "emulation" / "pynq" / "__init__.py", "rtl_standin")
+    monkeypatch.setitem(sys.modules, "pynq", standin)
+    driver = _import(package / "axi_stream_driver.py", "rtl_driver")
+    x = np.load(package / "X_test.npy")
+    overlay = driver.NeuralNetworkOverlay(None, x.shape, (len(x), 3))
+    return SimpleNamespace(standin=standin, overlay=overlay, x=x, y_hls=np.load(package / "y_hls.npy"),
+                           dma=overlay.hier_0.axi_dma_0)
+
+
+def _import(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_driver_goes_through_the_rtl_and_a_halted_dma_needs_a_reload(driven):
+    assert driven.overlay.emulation_figures()["emulated"] == "rtl"
+    assert np.array_equal(driven.overlay.predict(driven.x), driven.y_hls)
+    buffer = driven.standin.allocate(shape=(10,), dtype=np.float32)  # 2.5 samples: the send itself completes
+    buffer[:] = driven.x.ravel()[:10]
+    driven.dma.sendchannel.transfer(buffer)
+    driven.dma.sendchannel.wait()
+    driven.dma.recvchannel.transfer(driven.overlay.output_buffer)
+    with pytest.raises(driven.standin.DMATimeoutError, match="the IP waits for the rest of the last sample"):
+        driven.dma.recvchannel.wait()
+    with pytest.raises(driven.standin.EmulatedDMAError, match="timed out"):
+        driven.dma.recvchannel.wait()  # halted until the overlay is loaded again
+    driven.overlay.download()  # resets the DMA and the IP
+    assert np.array_equal(driven.overlay.predict(driven.x), driven.y_hls)
+
+
+def test_a_receive_with_nothing_sent_times_out(driven):
+    driven.dma.recvchannel.transfer(driven.overlay.output_buffer)
+    with pytest.raises(driven.standin.DMATimeoutError, match="no send transfer was made"):
+        driven.dma.recvchannel.wait()
+
+
+# --------------------------------------------------------------------------- deploy over SSH
+
+
+def test_deploy_runs_the_rtl_emulation_on_the_loopback_host(rtl_build: Build, login, board, known_hosts, tmp_path):
+    package = tmp_path / "elsewhere" / "package"
+    shutil.copytree(rtl_build.package_dir, package)
+    remote = board / "rtl package"
+    result = run_deploy(package, _run_args(login, known_hosts, remote))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Verilated" in result.stdout + result.stderr
+    hw = record(package)
+    assert hw["emulated"] == "rtl" and hw["build_id"] == rtl_build.manifest["build_id"]
+    np.testing.assert_array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
+    assert remote_state(remote)["y_hw.npy"] == sha256_file(package / "y_hw.npy")
