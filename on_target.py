@@ -985,13 +985,14 @@ def make_record(np, argv, args, job, pynq, accelerator, y, latencies):
         "emulation": None,
     }
     if args.emulate:
+        figures = accelerator.overlay.emulation_figures()
         record["emulation"] = {
             "stand_in": getattr(pynq, "__version__", None),
             "note": "no FPGA: outputs computed by {} through a stand-in pynq; timings are of this computer, "
-                    "not of the FPGA".format(EMULATED_IPS[emulated]),
+                    "not of the FPGA".format(EMULATED_IPS[figures["emulated"]]),
             "transfers_slower_than_board_deadline": accelerator.slow,
         }
-        record.update(emulated_ip_record(accelerator.overlay.emulation_figures(), n))
+        record.update(emulated_ip_record(figures, n))
         if job.bitfile is None:
             record["emulation"]["bitfile"] = "none: emulation needs no bitstream"
     return record

@@ -174,7 +174,7 @@ def test_record_is_complete(package):
 
 def test_the_manifest_describes_the_ip(package):
     """Fields present: used, not defaulted; a narrower input type counts what it cannot hold."""
-    fields = dict(IP_FIELDS, accelerator="rtl", input_type="ap_fixed<8,2>")  # holds [-2, 2)
+    fields = dict(IP_FIELDS, input_type="ap_fixed<8,2>")  # holds [-2, 2)
     edit_manifest(package, **fields)
     result = ok(run(package, "--emulate"))
     record = json.loads((package / "y_hw.json").read_text())
