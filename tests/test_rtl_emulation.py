@@ -79,6 +79,11 @@ def test_a_copied_rtl_package_runs_the_verilog_with_the_build_folder_gone(packag
     at_100mhz = hw["ip_at_100mhz"]
     assert at_100mhz["samples_per_s"] == pytest.approx(100e6 / hw["ip_cycles_per_sample"], rel=1e-4)
     assert "emulation of the RTL" in at_100mhz["what"]
+    report = subprocess.run([PYTHON, str(Path(__file__).resolve().parents[1] / "utilities" / "validate_model.py"),
+                             str(package), "--min-accuracy", "0"], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr
+    assert "Verilated and run clock by clock" in report.stdout  # validation says what the emulated board ran
+    assert "PASS  hardware vs HLS C-sim classes" in report.stdout
 
 
 def test_the_library_carries_the_sha256_of_the_ip_verilog(package, rtl_build: Build):

@@ -9,7 +9,7 @@ import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.validation.load import PackageData
-from iris_fpga.validation.sources import BY_KEY, MODE_NOTES
+from iris_fpga.validation.sources import BY_KEY, EMULATED_NOTES, MODE_NOTES
 
 #: Default for ``--tolerance`` (hardware vs C-simulation probabilities): float32 noise only.
 DEFAULT_TOLERANCE = 1e-6
@@ -100,7 +100,7 @@ def _provenance(data: PackageData, manifest_id: str | None, checks: _Checks
     hw_id = rec["build_id"]
     matches = hw_id == manifest_id
     hardware.update(
-        mode=rec["mode"], mode_note=MODE_NOTES[rec["mode"]], build_id=hw_id, manifest_build_id=manifest_id,
+        mode=rec["mode"], mode_note=EMULATED_NOTES.get(rec.get("emulated"), MODE_NOTES[rec["mode"]]), build_id=hw_id, manifest_build_id=manifest_id,
         build_id_matches=matches, compared=matches,
         record={k: rec[k] for k in RECORD_SHOWN if k in rec},
     )

@@ -53,6 +53,7 @@ HW_RECORD = (
     Field("build_id", _text, "the build id, text", required=True),
     Field("mode", lambda v: isinstance(v, str) and v in MODE_NOTES,
           " or ".join(repr(m) for m in MODE_NOTES), required=True),
+    Field("emulated", lambda v: v is None or v in ("csim", "rtl"), "'csim', 'rtl' or absent"),
     Field("pynq_version", _optional_text, "text or null"),
     Field("date", _optional_text, "text or null"),
     Field("bitfile", _optional_text, "text or null"),

@@ -42,3 +42,8 @@ MODE_NOTES = {
     "emulation": "C-simulation library behind the pynq stand-in: checks the driver and data "
     "path, not the FPGA",
 }
+#: y_hw.json's ``emulated`` values (what the emulated board ran), where it is not the C-simulation.
+EMULATED_NOTES = {
+    "rtl": "the accelerator's own Verilog, Verilated and run clock by clock behind the pynq stand-in: "
+    "checks the driver, the DMA framing and the IP, not the FPGA",
+}
