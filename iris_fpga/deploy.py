@@ -31,7 +31,7 @@ from scp import SCPClient, SCPException
 
 from iris_fpga import contract, ssh
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import atomic_write_bytes, sha256_file
+from iris_fpga.fileio import atomic_write_bytes, load_json, load_npy, parse_json, printable, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -321,14 +321,17 @@ def _board(conn: ssh.Connection, target: DeployTarget, op: str, *args: str, stdi
     if result.status in (126, 127):
         raise ToolError(f"{target.remote_python} not found on {conn.target} ({_last_line(result.stderr)}); "
                         f"install it or give --remote-python", ExitCode.REMOTE_ENVIRONMENT)
-    try:
-        answer = json.loads(result.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
+    lines = result.stdout.strip().splitlines()
+    try:  # the board's answer is untrusted: bounded like any file read back from it
+        answer = parse_json(lines[-1].encode(), "the board's answer") if lines else None
+    except ToolError:
+        answer = None
+    if not isinstance(answer, dict):
         raise ToolError(f"{target.remote_python} on {conn.target} could not {op} (exit {result.status}): "
-                        f"{_last_line(result.output)[:300]}", ExitCode.REMOTE_ENVIRONMENT) from None
+                        f"{printable(_last_line(result.output)[:300])}", ExitCode.REMOTE_ENVIRONMENT)
     if "error" in answer:
-        raise ToolError(f"cannot write to {conn.target}: {answer['error']} (choose another --remote-dir)",
-                        ExitCode.REMOTE_NOT_WRITABLE)
+        raise ToolError(f"cannot write to {conn.target}: {printable(str(answer['error']))} (choose another "
+                        "--remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
     return answer
 
 
@@ -624,31 +627,21 @@ def _fetch_results(conn: ssh.Connection, remote: _Remote, package: _Package) -> 
                             ExitCode.BOARD) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ToolError(f"fetching {name} from {conn.target} broke off: {exc}", ExitCode.SSH_UNREACHABLE) from exc
-        record_bytes = (Path(tmp) / "y_hw.json").read_bytes()
-        array_bytes = (Path(tmp) / "y_hw.npy").read_bytes()
-        try:
-            record = json.loads(record_bytes)
-            remote_build = record["build_id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ToolError(f"y_hw.json from {conn.target} is not a valid record: {exc}", ExitCode.BOARD) from exc
-        _check_npy(Path(tmp) / "y_hw.npy")
+        # Bounded and checked before use: what comes back from a board is untrusted.
+        record = load_json(Path(tmp) / "y_hw.json")
+        remote_build = record.get("build_id") if isinstance(record, dict) else None
+        if not isinstance(remote_build, str):
+            raise ToolError(f"y_hw.json from {conn.target} is not a record of on_target.py (no build_id text)",
+                            ExitCode.USAGE)
+        load_npy(Path(tmp) / "y_hw.npy")
         if remote_build != package.build_id:
-            raise ToolError(f"y_hw.json on {conn.target} is from build {remote_build}, the package is build "
-                            f"{package.build_id}: not fetched", ExitCode.CHECK_FAILED)
+            raise ToolError(f"y_hw.json on {conn.target} is from build {printable(remote_build)}, the package is "
+                            f"build {package.build_id}: not fetched", ExitCode.CHECK_FAILED)
         # The array first, its record last: a record in package/ always has its data beside it.
-        atomic_write_bytes(package.directory / "y_hw.npy", array_bytes)
-        atomic_write_bytes(package.directory / "y_hw.json", record_bytes)
+        for name in contract.RESULT_FILES:
+            atomic_write_bytes(package.directory / name, (Path(tmp) / name).read_bytes())
     log.info("fetched y_hw.npy and y_hw.json (build %s, mode %s) into %s", remote_build,
-             record.get("mode", "?"), package.directory)
-
-
-def _check_npy(path: Path) -> None:
-    import numpy as np  # noqa: PLC0415 - only needed after a run
-
-    try:
-        np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ToolError(f"y_hw.npy from the board is unreadable: {exc}", ExitCode.BOARD) from exc
+             printable(str(record.get("mode", "?"))), package.directory)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -55,8 +55,10 @@ if cfg.get("sleep"):
 if cfg.get("exit", 0):
     sys.exit(cfg["exit"])
 shutil.copy("y_hls.npy", "y_hw.npy")
-Path("y_hw.json").write_text(json.dumps({"build_id": cfg.get("build_id") or build,
-                                         "mode": "emulation" if "--emulate" in sys.argv else "board"}))
+if cfg.get("array_hex"):  # a hostile board
+    Path("y_hw.npy").write_bytes(bytes.fromhex(cfg["array_hex"]))
+Path("y_hw.json").write_text(cfg.get("record_text") or json.dumps(
+    {"build_id": cfg.get("build_id") or build, "mode": "emulation" if "--emulate" in sys.argv else "board"}))
 '''
 
 
@@ -678,6 +680,28 @@ def test_results_of_another_build_are_refused(built, login, board, known_hosts, 
     assert error.startswith("error: ") and BUILD_B in error and BUILD_A in error
     assert (package / "y_hw.json").read_text() == '{"build_id": "kept as it was"}'
     assert not (package / "y_hw.npy").exists()
+
+
+def _npy_header(shape: tuple) -> bytes:
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+@pytest.mark.parametrize("standin, what", [
+    ({"record_text": "[" * 100_000 + "]" * 100_000}, "y_hw.json"),
+    ({"record_text": '{"build_id": ' + "9" * 5000 + "}"}, "y_hw.json"),
+    ({"record_text": '{"mode": []}'}, "y_hw.json"),
+    ({"array_hex": _npy_header((10**11, 3)).hex()}, "y_hw.npy"),
+])
+def test_hostile_results_from_the_board_are_one_line_and_not_installed(built, login, board, known_hosts, tmp_path,
+                                                                        standin, what):
+    package = make_package(built, tmp_path / "package", standin=standin)
+    result = run_deploy(package, _run_args(login, known_hosts, board / "pkg"))
+    assert result.returncode == ExitCode.USAGE, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and what in error and "Traceback" not in result.stderr
+    assert not (package / "y_hw.npy").exists() and not (package / "y_hw.json").exists()
 
 
 def test_run_is_stopped_at_the_timeout(built, login, board, known_hosts, tmp_path):
