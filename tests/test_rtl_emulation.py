@@ -208,3 +208,32 @@ def test_deploy_runs_the_rtl_emulation_on_the_loopback_host(rtl_build: Build, lo
     assert hw["emulated"] == "rtl" and hw["build_id"] == rtl_build.manifest["build_id"]
     np.testing.assert_array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
     assert remote_state(remote)["y_hw.npy"] == sha256_file(package / "y_hw.npy")
+
+
+# --------------------------------------------------------------------------- the rtl bitstream, Vivado alone
+
+
+def test_without_vivado_the_summary_says_vivado_alone_builds_it(rtl_build: Build):
+    line = next(line for line in rtl_build.stdout.splitlines() if line.strip().startswith("bitstream"))
+    assert "skipped" in line and "Vivado HLS is not needed" in line and "--accelerator rtl --from bitstream" in line
+    assert rtl_build.manifest["bitstream_built"] is False
+
+
+def test_the_ip_passes_the_lint_and_a_standin_vivado_builds_the_package(rtl_build: Build, tmp_path):
+    """The real IP through the Vivado-only script: the tclsh stand-in checks every command and file."""
+    from iris_fpga.contract import BITSTREAM_FILES, VIVADO_REPORTS
+
+    root = tmp_path / "copy"
+    shutil.copytree(rtl_build.root, root, symlinks=True)  # the build folder is reusable where it lands
+    standin = Path(__file__).resolve().parent / "vivado_standin"
+    result = run_buildmodel(*RTL_ARGS, cwd=root, env={"PATH": os.pathsep.join([str(standin), "/usr/bin", "/bin"])})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ip        reused" in result.stdout  # the bitstream is built from the verified IP, not a new one
+    manifest = json.loads((root / "package" / "manifest.json").read_text())
+    assert manifest["bitstream_built"] is True
+    assert set(BITSTREAM_FILES + VIVADO_REPORTS) <= set(manifest["files"])
+    assert (root / "package" / BITSTREAM_FILES[0]).read_bytes() == b"STAND-IN BIT"
+    reports = next(line for line in result.stdout.splitlines() if line.strip().startswith("reports"))
+    assert all(name in reports for name in VIVADO_REPORTS)
+    script = (root / "hls4ml_prj_pynq" / "vivado_rtl" / "design.tcl").read_text()
+    assert "create_bd_cell -type module -reference myproject_axi" in script

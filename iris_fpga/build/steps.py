@@ -264,7 +264,7 @@ def rtl_bitstream(build: Build) -> Outcome:
         return Outcome(skipped=vivado.not_found_message("rtl"))
     ip = build.results["ip"]["ip"]
     ip_dir = build.output_dir / IP_DIR
-    vivado_ports.check_ip_verilog(ip_dir, ip["verilog"], ip["module"])
+    vivado_ports.check_ip_verilog(ip_dir, ip["verilog"], ip["module"], waive=vivado_ports.FIXED_POINT_WAIVERS)
     script = vivado_rtl.write_design_tcl(build.output_dir / vivado_rtl.RTL_PROJECT_DIR,
                                          [ip_dir / name for name in ip["verilog"]], ip["module"], build.config.board)
     outputs = vivado_rtl.build_rtl_bitstream(tool, script, build.staging)
