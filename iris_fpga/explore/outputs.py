@@ -53,7 +53,8 @@ def write_outputs(out: Path, points: list[dict], front: list[dict], winner: dict
 
 
 def pareto_png(points: list[dict], front: list[dict], winner: dict | None, n_seeds: int) -> bytes:
-    """Accuracy against LUT; colour = latency in cycles; filled = yosys, hollow = da4ml's estimate."""
+    """Accuracy against LUT; colour = latency in cycles; filled = yosys, hollow = da4ml's estimate;
+    the front's points labelled with their settings' values."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,23 +62,30 @@ def pareto_png(points: list[dict], front: list[dict], winner: dict | None, n_see
 
     done = [p for p in points if p["status"] == "done"]
     fig, ax = plt.subplots(figsize=(8, 5))
-    latency = [p["latency_cycles"] for p in done]
-    norm = matplotlib.colors.Normalize(min(latency, default=0), max(max(latency, default=1), 1))
-    cmap = plt.get_cmap("viridis")
-    for by, face in (("yosys", True), ("da4ml", False)):
+    cycles = sorted({p["latency_cycles"] for p in done}) or [0]
+    bounds = [c - 0.5 for c in range(cycles[0], cycles[-1] + 2)]
+    cmap = plt.get_cmap("viridis", len(bounds) - 1)
+    norm = matplotlib.colors.BoundaryNorm(bounds, cmap.N)
+    for by, filled in (("yosys", True), ("da4ml", False)):
         group = [p for p in done if p["estimated_by"] == by]
+        if not group:
+            continue
         colors = [cmap(norm(p["latency_cycles"])) for p in group]
         ax.scatter([p["lut"] for p in group], [100 * p["accuracy"] for p in group], s=60,
-                   c=colors if face else "none", edgecolors=colors, linewidths=1.5,
-                   label="LUT measured by yosys" if face else "LUT estimated by da4ml")
+                   c=colors if filled else "none", edgecolors=colors, linewidths=1.5,
+                   label="LUT measured by yosys" if filled else "LUT estimated by da4ml")
+    for p in front:
+        ax.annotate(short_label(p["args"]), (p["lut"], 100 * p["accuracy"]),
+                    textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.step([p["lut"] for p in front], [100 * p["accuracy"] for p in front], where="post", color="grey", lw=1,
             label="Pareto front")
     ax.axhline(100 * MIN_ACCURACY, color="tab:red", ls="--", lw=1, label="29 of 30 test samples")
     if winner:
         ax.scatter([winner["point_lut"]], [100 * winner["point_accuracy"]], marker="*", s=300, c="tab:red",
                    zorder=3, label=f"winner: {winner['point_lut']:,} LUT")
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="latency (clock cycles)")
-    ax.set_xscale("log")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, ticks=cycles,
+                 label="latency (clock cycles)")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlabel("datapath LUT (largest of the seeds)")
     ax.set_ylabel(f"C-simulation accuracy, worst of {n_seeds} seeds (%)")
     ax.set_title("Iris networks: accuracy on the 30 test samples against datapath LUT")
@@ -86,3 +94,9 @@ def pareto_png(points: list[dict], front: list[dict], winner: dict | None, n_see
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def short_label(args: list[str]) -> str:
+    """``--hidden 16,16 --weight-bits 4`` -> ``h16,16 wb4``: option initials and values."""
+    return " ".join("".join(word[0] for word in key.lstrip("-").split("-")) + value
+                    for key, value in zip(args[::2], args[1::2]))

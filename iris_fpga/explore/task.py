@@ -50,7 +50,7 @@ def run_build(run: Run) -> dict:
     with open(log, "w") as out:
         code = subprocess.run([sys.executable, *run.argv()], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL).returncode
-    record = {**worker_identity(), "command": run.command()}
+    record = {**worker_identity(), "command": run.command(), "output_dir": run.output_dir}
     try:
         if code:
             raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
