@@ -80,6 +80,10 @@ def report(result: dict, out: Path) -> int:
     print(f"\n{outputs.front_table(result['front'])}", end="")
     print(f"\n{len(result['points']) - len(failed)} points done, {len(failed)} failed, in {result['seconds']:.0f} s; "
           f"{out / outputs.TABLE}, {out / outputs.PLOT}")
+    error = result["estimate_error"]
+    if error:
+        print(f"da4ml's LUT estimate against yosys on the {error['runs']} measured runs: median "
+              f"{error['median_percent']:+.1f}%, from {error['min_percent']:+.1f}% to {error['max_percent']:+.1f}%")
     win = result["winner"]
     if win is None:
         print(f"no measured point reaches {100 * MIN_ACCURACY:.2f}% C-simulation accuracy on every seed")

@@ -6,6 +6,8 @@ yosys when every seed was measured, else from da4ml's estimate, and ``estimated_
 """
 from __future__ import annotations
 
+import statistics
+
 #: The winner's every seed must reach this C-simulation accuracy: 29 of the 30 test samples.
 MIN_ACCURACY = 29 / 30
 DONE, FAILED, PENDING = "done", "failed", "pending"
@@ -66,6 +68,16 @@ def winner(points: list[dict], seeds: list[int]) -> dict | None:
             "lut": run["rtl"]["yosys"]["LUT"], "ff": run["rtl"]["yosys"]["FF"],
             "latency_cycles": run["rtl"]["yosys"]["latency_cycles"], "keras": run["keras"], "csim": run["csim"],
             "val_accuracy": run["val_accuracy"], "point_lut": best["lut"], "point_accuracy": best["accuracy"]}
+
+
+def estimate_error(points: list[dict]) -> dict | None:
+    """How far da4ml's LUT estimate is from yosys on every measured run: (da4ml - yosys) / yosys in percent."""
+    errors = sorted(100 * (run["da4ml"]["LUT"] - run["rtl"]["yosys"]["LUT"]) / run["rtl"]["yosys"]["LUT"]
+                    for p in points for run in p["runs"].values() if "yosys" in run.get("rtl", {}))
+    if not errors:
+        return None
+    return {"runs": len(errors), "median_percent": round(statistics.median(errors), 1),
+            "min_percent": round(errors[0], 1), "max_percent": round(errors[-1], 1)}
 
 
 def rebuild_command(args: list[str], seed: int) -> str:

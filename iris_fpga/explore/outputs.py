@@ -20,7 +20,7 @@ def load_results(out: Path) -> dict:
         return {}
     data = load_json(path, max_bytes=MAX_RESULTS_BYTES)
     points = data.get("points") if isinstance(data, dict) else None
-    if data.get("format") != FORMAT or not isinstance(points, list) or not all(
+    if not isinstance(points, list) or data.get("format") != FORMAT or not all(
             isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("runs"), dict) for p in points):
         raise ToolError(f"{path} is not an explorer results file ({FORMAT}): choose another --out")
     return {p["id"]: p for p in points + data.get("other_points", [])}

@@ -87,7 +87,8 @@ class Sweep:
         self.winner = fr.winner(summaries, self.seeds)
         self.save(front)
         outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds)
-        return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started}
+        return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started,
+                "estimate_error": fr.estimate_error(summaries)}
 
     def make_run(self, point: Point, seed: int, kind: str) -> Run:
         folder = (self.out / "runs" / f"{point.id}-seed{seed}").resolve()
@@ -136,7 +137,8 @@ class Sweep:
         on_front = {p["id"] for p in front or ()}
         points = [{**p, "pareto": p["id"] in on_front if front is not None else None} for p in self.summaries()]
         outputs.save_results(self.out, {"space": self.space, "seeds": self.seeds, "min_accuracy": fr.MIN_ACCURACY,
-                                        "points": points, "winner": self.winner, "other_points": self.other})
+                                        "points": points, "winner": self.winner,
+                                        "estimate_error": fr.estimate_error(points), "other_points": self.other})
 
 
 def _result(future) -> dict:

@@ -45,13 +45,16 @@ def run_build(run: Run) -> dict:
     """Run the build; return its figures (or ``error``), the worker that ran it and the seconds it took."""
     started = time.monotonic()
     folder = Path(run.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"{run.kind}.log"
-    with open(log, "w") as out:
-        code = subprocess.run([sys.executable, *run.argv()], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL).returncode
     record = {**worker_identity(), "command": run.command(), "output_dir": run.output_dir}
     try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ToolError(f"cannot create the run's folder {folder} ({exc.strerror})") from None
+        with open(log, "w") as out:
+            code = subprocess.run([sys.executable, *run.argv()], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL).returncode
         if code:
             raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
         steps = json.loads((folder / "pipeline" / "state.json").read_text())
