@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,12 @@ class Cluster:
 
             logging.getLogger("distributed").setLevel(logging.ERROR)
             if self.address is None:
-                self.local = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=None)
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the workers inherit it: Ctrl-C is ours
+                try:
+                    self.local = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                              dashboard_address=None, silence_logs=logging.ERROR)
+                finally:
+                    signal.signal(signal.SIGINT, previous)
                 self.client = Client(self.local)
             else:
                 self.client = connect(Client, self.address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def run_build(run: Run) -> dict:
             raise ToolError(f"cannot create the run's folder {folder} ({exc.strerror})") from None
         with open(log, "w") as out:
             code = subprocess.run([sys.executable, *run.argv()], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL).returncode
+                                  stdin=subprocess.DEVNULL, preexec_fn=_interruptible).returncode
         if code:
             raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
         steps = json.loads((folder / "pipeline" / "state.json").read_text())
@@ -86,6 +87,11 @@ def rtl_figures(steps: dict) -> dict:
     return {"yosys": {"LUT": report["resources"]["LUT"], "FF": report["resources"]["FF"],
                       "latency_cycles": report["latency_cycles"],
                       "bit_exact": {k: report["bit_exact"][k] for k in ("test", "random") if k in report["bit_exact"]}}}
+
+
+def _interruptible() -> None:
+    """In the build's process: Ctrl-C stops it (a local cluster's workers ignore it, the explorer handles it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def worker_identity() -> dict:
