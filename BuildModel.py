@@ -151,7 +151,8 @@ class OneLineParser(argparse.ArgumentParser):
         raise ToolError(f"{message} (see --help)", ExitCode.USAGE)
 
 
-def parse_args(argv: list[str] | None):
+def make_parser() -> OneLineParser:
+    """The command line's options (also what utilities/explore.py checks a search space against)."""
     parser = OneLineParser(
         description="Train the Iris network, convert it with hls4ml for a PYNQ-Z2 and write package/.",
         formatter_class=_HelpFormatter,
@@ -192,7 +193,11 @@ def parse_args(argv: list[str] | None):
     from iris_fpga.deploy import add_deploy_arguments
 
     add_deploy_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None):
+    args = make_parser().parse_args(argv)
     if STEP_NAMES.index(args.start) > STEP_NAMES.index(args.stop):
         raise ToolError(f"--from {args.start} comes after --to {args.stop}: swap them")
     config = BuildConfig.for_recipe(

@@ -1,0 +1,95 @@
+"""``python utilities/explore.py``: the command line of the design-space explorer."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.explore import outputs
+from iris_fpga.explore.front import MIN_ACCURACY
+from iris_fpga.explore.runner import Cluster, Sweep, progress_for
+from iris_fpga.explore.space import expand, load_space
+
+MAX_SEEDS = 100
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ToolError(f"{message} (see --help)", ExitCode.USAGE)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(description="Find the cheapest Iris network that still classifies: BuildModel.py over a "
+                     "space of settings on a Dask cluster, da4ml's estimate for every point, yosys for the "
+                     "accuracy/LUT Pareto front.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--space", type=Path, help="JSON: BuildModel.py option names to lists of values "
+                        "(default: the built-in 24 points over --hidden, --weight-bits, --activation-bits, --sparsity)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per point; a point scores its worst seed")
+    parser.add_argument("--out", type=Path, default=Path("explore"), help="results.json, pareto.md, pareto.png, "
+                        "winner.txt and every run's folder (runs/)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786 "
+                        "(default: a local cluster)")
+    parser.add_argument("--workers", type=int, help="workers of the local cluster (default: one per CPU)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise ToolError(f"--seeds must be 1 to {MAX_SEEDS} (got {args.seeds})")
+    if args.workers is not None and (args.scheduler or args.workers < 1):
+        raise ToolError("--workers sizes the local cluster: at least 1, and not with --scheduler "
+                        "(the scheduler's own workers run the points)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cluster = None
+    try:
+        args = parse_args(argv)
+        space = load_space(args.space)
+        points = expand(space, str(args.space) if args.space else "the default space")
+        prepare_out(args.out)
+        cluster = Cluster(args.scheduler, args.workers)
+        print(f"{len(points)} points x {args.seeds} seeds; results in {args.out / outputs.RESULTS}", flush=True)
+        with progress_for() as progress:
+            sweep = Sweep(points, list(range(args.seeds)), args.out, space, cluster, progress)
+            result = sweep.run()
+        return report(result, args.out)
+    except ToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"interrupted: every finished run is kept in {args.out / outputs.RESULTS}; run the same command "
+              "again to go on", file=sys.stderr)
+        return 130
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"cannot create --out {out} ({exc.strerror}): choose a writable folder") from None
+    outputs.load_results(out)  # a stranger's results.json is refused before any work
+
+
+def report(result: dict, out: Path) -> int:
+    failed = [p for p in result["points"] if p["status"] == "failed"]
+    for point in failed:
+        print(f"failed point {' '.join(point['args'])}: {'; '.join(point['errors'])}", file=sys.stderr)
+    print(f"\n{outputs.front_table(result['front'])}", end="")
+    print(f"\n{len(result['points']) - len(failed)} points done, {len(failed)} failed, in {result['seconds']:.0f} s; "
+          f"{out / outputs.TABLE}, {out / outputs.PLOT}")
+    error = result["estimate_error"]
+    if error:
+        print(f"da4ml's LUT estimate against yosys on the {error['runs']} measured runs: median "
+              f"{error['median_percent']:+.1f}%, from {error['min_percent']:+.1f}% to {error['max_percent']:+.1f}%")
+    win = result["winner"]
+    if win is None:
+        print(f"no measured point reaches {100 * MIN_ACCURACY:.2f}% C-simulation accuracy on every seed")
+        return ExitCode.CHECK_FAILED
+    print(f"winner: {win['point_lut']:,} LUT (yosys, largest of its seeds), every seed >= {100 * MIN_ACCURACY:.2f}% "
+          f"on the 30 test samples; seed {win['seed']}: {win['lut']:,} LUT, {win['ff']:,} FF, {win['latency_cycles']} "
+          f"cycles, C-sim {100 * win['csim']:.2f}%, Keras {100 * win['keras']:.2f}%, validation "
+          f"{100 * win['val_accuracy']:.2f}%\nrebuild it: {win['command']}")
+    return ExitCode.OK

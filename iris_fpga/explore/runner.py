@@ -1,0 +1,218 @@
+"""The sweep: every point at every seed up to the C-simulation, then the rtl step on the Pareto
+front until every point on it is measured; results.json is rewritten after every run."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.explore import front as fr
+from iris_fpga.explore import outputs
+from iris_fpga.explore.space import Point
+from iris_fpga.explore.task import CSIM, RTL, Run, run_build
+
+CONNECT_TIMEOUT_S = 30
+
+
+class Cluster:
+    """A Dask client, made when the first run needs it: a local cluster of process workers with one
+    thread each, or the existing scheduler at ``address`` (never a fallback to a local one)."""
+
+    def __init__(self, address: str | None, workers: int | None):
+        self.address, self.workers = address, workers or os.cpu_count() or 1
+        self.client = self.local = None
+
+    def start(self):
+        if self.client is None:
+            from distributed import Client, LocalCluster
+
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            if self.address is None:
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the workers inherit it: Ctrl-C is ours
+                try:
+                    self.local = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                              dashboard_address=None, silence_logs=logging.ERROR)
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+                self.client = Client(self.local)
+            else:
+                self.client = connect(Client, self.address)
+        return self.client
+
+    def slots(self) -> int:
+        return max(1, sum(self.start().nthreads().values()))
+
+    def close(self) -> None:
+        for part in (self.client, self.local):
+            if part is not None:
+                part.close()
+
+
+def connect(client_class, address: str):
+    try:
+        client = client_class(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ToolError(f"cannot reach the Dask scheduler at {address} ({exc}): start one with `dask scheduler` "
+                        "or leave out --scheduler for a local cluster", ExitCode.USAGE) from None
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        client.close()
+        raise ToolError(f"the Dask scheduler at {address} has no workers after {CONNECT_TIMEOUT_S} s: start "
+                        "`dask worker` processes from the repository root", ExitCode.USAGE) from None
+    return client
+
+
+class Sweep:
+    """The points of the space at the seeds, what earlier sweeps into ``out`` kept, and the cluster."""
+
+    def __init__(self, points: list[Point], seeds: list[int], out: Path, space: dict, cluster: Cluster, progress):
+        self.points, self.seeds, self.out, self.space = points, seeds, out, space
+        self.cluster, self.progress = cluster, progress
+        kept = outputs.load_results(out)
+        self.records = {p.id: _without_errors(kept.pop(p.id, None)) or
+                        {"id": p.id, "settings": p.settings, "args": list(p.args), "runs": {}} for p in points}
+        self.other = list(kept.values())  # points of other spaces kept in results.json, untouched
+        self.winner = None
+
+    def run(self) -> dict:
+        """Run what is missing; return the summary with the winner (None when no measured point qualifies)."""
+        started = time.monotonic()
+        self.execute([self.make_run(p, seed, CSIM) for p in self.points for seed in self.seeds
+                      if str(seed) not in self.records[p.id]["runs"]])
+        while todo := [run for point in fr.pareto(self.summaries()) if point["estimated_by"] != "yosys"
+                       for run in self.rtl_runs(point)]:
+            self.execute(todo)
+        summaries = self.summaries()
+        front = fr.pareto(summaries)
+        self.winner = fr.winner(summaries, self.seeds)
+        self.save(front)
+        outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds)
+        return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started,
+                "estimate_error": fr.estimate_error(summaries)}
+
+    def make_run(self, point: Point, seed: int, kind: str) -> Run:
+        folder = (self.out / "runs" / f"{point.id}-seed{seed}").resolve()
+        return Run(point.id, point.args, seed, str(folder), point.latency_cutoff, kind)
+
+    def rtl_runs(self, summary: dict) -> list[Run]:
+        point = next(p for p in self.points if p.id == summary["id"])
+        return [self.make_run(point, seed, RTL) for seed in self.seeds
+                if "rtl" not in summary["runs"][str(seed)]]
+
+    def execute(self, runs: list[Run]) -> None:
+        """Run ``runs`` on the cluster; record and save each as it finishes; report failures and go on."""
+        if not runs:
+            return
+        from distributed import as_completed
+
+        client = self.cluster.start()
+        slots = self.cluster.slots()
+        futures = {client.submit(run_build, run, pure=False, key=f"{run.kind}-{run.point_id}-{run.seed}"): run
+                   for run in runs}
+        done = 0
+        try:
+            for future in as_completed(futures):
+                run = futures[future]
+                record = _result(future)
+                self.store(run, record)
+                done += 1
+                in_flight = len(runs) - done
+                self.progress(describe(run, record), done=done, running=min(in_flight, slots),
+                              left=max(0, in_flight - slots), total=len(runs), phase=run.kind)
+        finally:
+            client.cancel(list(futures))
+
+    def store(self, run: Run, record: dict) -> None:
+        runs = self.records[run.point_id]["runs"]
+        if run.kind == CSIM:
+            runs[str(run.seed)] = record
+        else:
+            runs[str(run.seed)]["rtl"] = record
+        self.save(None)
+
+    def summaries(self) -> list[dict]:
+        return [fr.summarize(self.records[p.id], self.seeds) for p in self.points]
+
+    def save(self, front: list[dict] | None) -> None:
+        on_front = {p["id"] for p in front or ()}
+        points = [{**p, "pareto": p["id"] in on_front if front is not None else None} for p in self.summaries()]
+        outputs.save_results(self.out, {"space": self.space, "seeds": self.seeds, "min_accuracy": fr.MIN_ACCURACY,
+                                        "points": points, "winner": self.winner,
+                                        "estimate_error": fr.estimate_error(points), "other_points": self.other})
+
+
+def _result(future) -> dict:
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a task that died on its worker is one failed run, not the sweep
+        return {"worker": "?", "error": f"the Dask task failed: {exc!r}"}
+
+
+def _without_errors(record: dict | None) -> dict | None:
+    """An earlier sweep's point with its failed runs dropped, so that this sweep retries them."""
+    if record is None:
+        return None
+    runs = {}
+    for seed, run in record.get("runs", {}).items():
+        if "error" in run:
+            continue
+        runs[seed] = {k: v for k, v in run.items() if k != "rtl"} if "error" in run.get("rtl", {}) else run
+    return {**record, "runs": runs}
+
+
+def describe(run: Run, record: dict) -> str:
+    """One line per finished run: its command, the worker and what it gave."""
+    where = f"[{record.get('worker', '?')}]"
+    if "error" in record:
+        return f"FAILED {where} {run.command()}: {record['error']}"
+    if run.kind == RTL:
+        y = record["yosys"]
+        got = f"yosys {y['LUT']:,} LUT, {y['FF']:,} FF, {y['latency_cycles']} cycles"
+    else:
+        d = record["da4ml"]
+        got = (f"C-sim {100 * record['csim']:.2f}%, Keras {100 * record['keras']:.2f}%, validation "
+               f"{100 * record['val_accuracy']:.2f}%, da4ml {d['LUT']:,} LUT, {d['latency_cycles']} cycles")
+    return f"{where} {run.command()}: {got} ({record['seconds']:.0f} s)"
+
+
+def plain_progress(line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:
+    print(f"{phase} {done}/{total} done, {running} running, {left} left: {line}", flush=True)
+
+
+def progress_for(stream=sys.stdout):
+    """A rich progress bar on a terminal, plain lines otherwise."""
+    if not stream.isatty():
+        return _Plain()
+    return _Rich()
+
+
+class _Plain:
+    def __enter__(self):
+        return plain_progress
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Rich:
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        self.bar.start()
+        self.task = self.bar.add_task("starting", total=None)
+        return self.update
+
+    def update(self, line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:
+        self.bar.update(self.task, completed=done, total=total,
+                        description=f"{phase}: {done} done, {running} running, {left} left")
+        self.bar.console.print(line, markup=False, highlight=False)
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+        return False

@@ -1,0 +1,264 @@
+"""The design-space explorer (issue 20): a real sweep through a real Dask scheduler and workers.
+
+A `dask scheduler` and two `dask worker` processes start from the repository root; a two-point
+space (the README's 16-16-3 4/4-bit network at 75% and 50% sparsity; the second point's run folder
+is blocked by a file, so its run fails) runs through them; results.json must show the external
+workers ran every run, the failed point reported and skipped, the front measured by yosys; a
+second run recomputes nothing that succeeded. Bad space files are one line and exit 2 before any work.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import PYTHON, REPO
+
+DASK = Path(PYTHON).parent / "dask"
+WORKERS = ("ext-worker-a", "ext-worker-b")
+SPACE = {"--hidden": ["16,16"], "--weight-bits": [4], "--activation-bits": [4], "--sparsity": [0.75, 0.5]}
+BLOCKED = 0.5  # this point's run folder is a file: its run fails
+
+
+def explore(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, str(REPO / "utilities" / "explore.py"), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """A real `dask scheduler` on 127.0.0.1 and two `dask worker` processes (cwd: the repository),
+    stopped by their own PIDs."""
+    logs = tmp_path_factory.mktemp("dask")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = []
+
+    def start(name: str, *argv: str) -> None:
+        out = open(logs / f"{name}.log", "w")
+        procs.append(subprocess.Popen([str(DASK), *argv], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
+        out.close()
+
+    try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+              "--no-dashboard")
+        for name in WORKERS:
+            start(name, "worker", address, "--name", name, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                  "--host", "127.0.0.1")
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def swept(scheduler, tmp_path_factory):
+    root = tmp_path_factory.mktemp("explore")
+    space = root / "space.json"
+    space.write_text(json.dumps(SPACE))
+    out = root / "out"
+    from iris_fpga.explore.space import expand
+
+    blocked = next(p for p in expand(SPACE) if p.settings["--sparsity"] == BLOCKED)
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / f"{blocked.id}-seed0").write_text("in the way\n")
+    result = explore("--space", str(space), "--seeds", "1", "--out", str(out), "--scheduler", scheduler)
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
+    return space, out, result, json.loads((out / "results.json").read_text())
+
+
+def by_sparsity(results: dict, sparsity: float) -> dict:
+    return next(p for p in results["points"] if p["settings"]["--sparsity"] == sparsity)
+
+
+def test_the_external_workers_ran_every_run(swept):
+    _, _, _, results = swept
+    runs = [run for p in results["points"] for run in p["runs"].values()]
+    rtl_runs = [run["rtl"] for run in runs if "rtl" in run]
+    assert len(runs) == 2 and len(rtl_runs) == 1, runs
+    for run in runs + rtl_runs:
+        assert run["worker"] in WORKERS, run  # a local cluster's workers are named 0, 1, ...
+        assert run["worker_address"].startswith("tcp://127.0.0.1:")
+
+
+def test_a_failing_point_is_reported_and_skipped(swept):
+    _, _, result, results = swept
+    failed = by_sparsity(results, BLOCKED)
+    assert failed["status"] == "failed" and failed["pareto"] is False and failed["lut"] is None
+    assert "cannot create the run's folder" in failed["errors"][0], failed["errors"]
+    assert "failed point --hidden 16,16 --weight-bits 4 --activation-bits 4 --sparsity 0.5" in result.stderr
+
+
+def test_the_front_is_measured_by_yosys_and_the_winner_rebuilds_from_its_command(swept):
+    _, out, result, results = swept
+    good = by_sparsity(results, 0.75)
+    assert good["pareto"] is True and good["estimated_by"] == "yosys"
+    run = good["runs"]["0"]
+    state = json.loads((Path(run["output_dir"]) / "pipeline" / "state.json").read_text())
+    report = state["rtl"]["result"]["report"]
+    assert good["lut"] == run["rtl"]["yosys"]["LUT"] == report["resources"]["LUT"] > 0
+    assert good["latency_cycles"] == report["latency_cycles"]
+    assert run["rtl"]["yosys"]["bit_exact"]["test"] == {"matched": 30, "total": 30}
+    # the quick estimate is the figure the rtl step itself records as da4ml's
+    assert {k: run["da4ml"][k] for k in ("LUT", "FF")} == report["da4ml_estimate"]
+    for key in ("keras", "csim", "val_accuracy"):
+        assert 0 <= run[key] <= 1
+    assert round(run["csim"] * 30, 6) == round(run["csim"] * 30)  # a count of the 30 test samples
+    assert "python BuildModel.py --hidden 16,16" in result.stdout  # every run's command is printed
+    assert "--hidden 16,16" in (out / "pareto.md").read_text()
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    winner = results["winner"]
+    assert (result.returncode == 0) == (winner is not None) == (run["csim"] >= 29 / 30 - 1e-9)
+    if winner:
+        assert winner["command"] == ("python BuildModel.py --hidden 16,16 --weight-bits 4 --activation-bits 4 "
+                                     "--sparsity 0.75 --seed 0 --rtl")
+        assert (out / "winner.txt").read_text().strip() == winner["command"]
+        assert winner["command"] in result.stdout and winner["lut"] == good["lut"]
+
+
+def test_a_second_run_recomputes_nothing(swept, scheduler):
+    space, out, first, results = swept
+    logs = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.log")}
+    t0 = time.monotonic()
+    again = explore("--space", str(space), "--seeds", "1", "--out", str(out), "--scheduler", scheduler)
+    assert again.returncode == first.returncode, again.stderr
+    runs = [line for line in again.stdout.splitlines() if line.startswith(("csim ", "rtl "))]
+    assert runs and all("--sparsity 0.5 " in line and "FAILED" in line for line in runs), runs
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.log")} == logs
+    kept = json.loads((out / "results.json").read_text())
+    assert by_sparsity(kept, 0.75)["runs"] == by_sparsity(results, 0.75)["runs"]
+    assert by_sparsity(kept, BLOCKED)["status"] == "failed"  # retried (a failed run is never kept), failed again
+    assert time.monotonic() - t0 < 60
+
+
+# --------------------------------------------------------------------------- bad space files
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    from iris_fpga.explore.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return code, err.getvalue()
+
+
+def assert_refused(tmp_path: Path, space_text: str, message: str = "") -> None:
+    space, out = tmp_path / "space.json", tmp_path / "out"
+    space.write_text(space_text)
+    code, err = run_main(["--space", str(space), "--out", str(out), "--seeds", "1"])
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not out.exists()  # refused before any work
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "space.json"),
+    ("[]", "a space is a JSON object"),
+    ("{}", "a space is a JSON object"),
+    ('{"--hiden": ["16"]}', "'--hiden' is not a BuildModel.py option"),
+    ('{"--hid": ["16"]}', "'--hid' is not a BuildModel.py option"),  # no argparse abbreviations
+    ('{"--seed": [1, 2]}', "--seed cannot be part of a space: the seeds come from --seeds"),
+    ('{"--output-dir": ["x"]}', "every run gets its own folder"),
+    ('{"--trust-new-host": [1]}', "--trust-new-host takes no value"),
+    ('{"--hidden": "16"}', "--hidden needs a non-empty list of values"),
+    ('{"--hidden": []}', "--hidden needs a non-empty list of values"),
+    ('{"--hidden": [true]}', "is not a string or a number"),
+    ('{"--hidden": ["16", "0"]}', "point --hidden 0: --hidden widths must be 1 to 256 (got 0)"),
+    ('{"--hidden": ["16"], "--weight-bits": [4, 17]}', "--weight-bits must be 2 to 16 (got 17)"),
+    ('{"--sparsity": [NaN]}', "space.json"),
+    ('{"--epochs": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], "--hidden": ' + json.dumps([str(i) for i in range(1, 101)])
+     + ', "--weight-bits": ' + json.dumps(list(range(2, 12))) + "}", "11,000 points; the explorer takes at most"),
+])
+def test_a_bad_space_file_is_one_line_and_exit_2(tmp_path, text, message):
+    assert_refused(tmp_path, text, message)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.text(min_size=1, max_size=20).filter(lambda k: not k.startswith("--")) | st.from_regex(r"--[a-z]{1,12}",
+                                                                                                    fullmatch=True),
+       values=st.lists(st.integers(0, 300) | st.text(max_size=8), min_size=1, max_size=3))
+def test_any_unknown_key_is_refused_before_any_work(tmp_path, key, values):
+    from BuildModel import make_parser
+
+    known = {name for action in make_parser()._actions for name in action.option_strings}
+    if key in known:
+        return
+    out = tmp_path / f"out-{abs(hash(key))}"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({key: values}))
+    code, err = run_main(["--space", str(space), "--out", str(out)])
+    assert code == 2 and err.count("\n") == 1 and "is not a BuildModel.py option" in err, err
+    assert not out.exists()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.integers(-5, 300) | st.floats(-1, 2, allow_nan=False) | st.text(max_size=6),
+                       min_size=1, max_size=4))
+def test_hidden_values_are_checked_by_buildmodels_own_parser(tmp_path, values):
+    from BuildModel import parse_args
+    from iris_fpga.errors import ToolError
+
+    def accepted(value) -> bool:
+        try:
+            parse_args(["--hidden", str(value)])
+            return True
+        except ToolError:
+            return False
+
+    out = tmp_path / "out"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"--hidden": values}))
+    if all(accepted(v) for v in values):
+        from iris_fpga.explore.space import expand, load_space
+
+        assert {p.args[1] for p in expand(load_space(space))} == {str(v) for v in values}
+    else:
+        code, err = run_main(["--space", str(space), "--out", str(out)])
+        assert code == 2 and err.count("\n") == 1 and "--hidden" in err, err
+        assert not out.exists()
+
+
+def test_the_default_space_has_24_points_over_the_four_network_settings():
+    from iris_fpga.explore.space import DEFAULT_SPACE, expand
+
+    points = expand(DEFAULT_SPACE)
+    assert len(points) == 24 and len({p.id for p in points}) == 24
+    assert set(DEFAULT_SPACE) == {"--hidden", "--weight-bits", "--activation-bits", "--sparsity"}
+
+
+# --------------------------------------------------------------------------- the front
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 50)), min_size=1, max_size=12))
+def test_the_front_holds_exactly_the_points_no_other_point_beats(pairs):
+    from iris_fpga.explore.front import pareto
+
+    points = [{"id": str(i), "status": "done", "accuracy": c / 30, "lut": lut} for i, (c, lut) in enumerate(pairs)]
+    front = {p["id"] for p in pareto(points)}
+    for p in points:
+        beaten = any(q["accuracy"] >= p["accuracy"] and q["lut"] <= p["lut"] and
+                     (q["accuracy"], q["lut"]) != (p["accuracy"], p["lut"]) for q in points)
+        assert (p["id"] in front) == (not beaten)
