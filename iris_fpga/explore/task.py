@@ -35,8 +35,9 @@ class Run:
 
     def argv(self) -> list[str]:
         steps = ["--rtl", "--to", "rtl"] if self.kind == RTL else ["--to", "csim"]
+        # The package folder beside the build's, never inside it (BuildModel refuses nested folders).
         return ["BuildModel.py", *self.args, "--seed", str(self.seed), "--output-dir", self.output_dir,
-                "--package-dir", str(Path(self.output_dir) / "package"), *steps, "-q"]
+                "--package-dir", self.output_dir + "-package", *steps, "-q"]
 
     def command(self) -> str:
         return shlex.join(["python", *self.argv()])
@@ -46,11 +47,11 @@ def run_build(run: Run) -> dict:
     """Run the build; return its figures (or ``error``), the worker that ran it and the seconds it took."""
     started = time.monotonic()
     folder = Path(run.output_dir)
-    log = folder / f"{run.kind}.log"
+    log = folder.with_name(f"{folder.name}.{run.kind}.log")  # beside it: BuildModel's folder holds only its own
     record = {**worker_identity(), "command": run.command(), "output_dir": run.output_dir}
     try:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ToolError(f"cannot create the run's folder {folder} ({exc.strerror})") from None
         with open(log, "w") as out:
