@@ -102,9 +102,12 @@ def rtl_emulation(work: Path, seed: int, csim_package: Path, samples: int = 100_
             raise ToolError(f"on_target.py --emulate ({kind}) failed: see {inputs / f'{kind}.log'}", ExitCode.CHECK_FAILED)
         runs[kind] = {**run_, "record": json.loads(out.with_suffix(".json").read_text())}
     identical = bool(np.array_equal(np.load(inputs / "y_rtl.npy"), np.load(inputs / "y_csim.npy")))
+    ip = json.loads((package / "hardware_estimate.json").read_text())["ip"]
     return {"command": f"cd {built['folder']}/package && python on_target.py --emulate", "samples": samples,
             "test_set": test_set, "runs": runs, "rtl_equals_csim": identical,
-            "emulator_step_s": built["steps"].get("emulator")}
+            "emulator_step_s": built["steps"].get("emulator"),
+            "ip": {"headline": ip["headline"], "seconds": ip["seconds"], "step_s": built["steps"].get("ip"),
+                   "longest_path_cells": ip["longest_path_cells"]}}
 
 
 def summarize(values: list[float]) -> dict:
@@ -179,6 +182,11 @@ def markdown(report: dict) -> str:
                   "C-simulation library, in emulation: this is not a board figure."]
     if report.get("rtl_emulation"):
         em = report["rtl_emulation"]
+        ip = em["ip"]
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in ip["seconds"].items())
+        lines += ["", "## The accelerator IP (`--accelerator rtl`, the `ip` step)", "",
+                  f"{ip['headline']}. Longest chain of cells between registers (yosys, a timing proxy): "
+                  f"{ip['longest_path_cells']}. The step took {ip['step_s'] or 0:.1f} s ({parts})."]
         sps = {k: v["record"]["throughput_sps"]["max"] for k, v in em["runs"].items()}
         lines += ["", "## Emulated board running the RTL (`--accelerator rtl`)", "",
                   f"`{em['command']}` on the test set: {em['test_set']['seconds']:.2f} s wall, start-up and load "
