@@ -103,7 +103,8 @@ def rtl_emulation(work: Path, seed: int, csim_package: Path, samples: int = 100_
         runs[kind] = {**run_, "record": json.loads(out.with_suffix(".json").read_text())}
     identical = bool(np.array_equal(np.load(inputs / "y_rtl.npy"), np.load(inputs / "y_csim.npy")))
     ip = json.loads((package / "hardware_estimate.json").read_text())["ip"]
-    return {"command": f"cd {built['folder']}/package && python on_target.py --emulate", "samples": samples,
+    return {"command": f"cd {Path(built['folder']).relative_to(REPO)}/package && python on_target.py --emulate",
+            "samples": samples,
             "test_set": test_set, "runs": runs, "rtl_equals_csim": identical,
             "emulator_step_s": built["steps"].get("emulator"),
             "ip": {"headline": ip["headline"], "seconds": ip["seconds"], "step_s": built["steps"].get("ip"),
