@@ -11,14 +11,13 @@ parses them again and lists the top's ports with their attributes.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.rtl.simulate import verilator_root
+from iris_fpga.rtl.simulate import verilator_env
 from iris_fpga.rtl.synth import RUN_YOSYS
 from iris_fpga.vivado_rtl import STREAM_WIDTH
 
@@ -62,8 +61,7 @@ def check_ip_verilog(ip_dir: Path, sources: Sequence[str], top: str, waive: Sequ
 
 def lint_verilog_2005(ip_dir: Path, sources: Sequence[str], top: str, waive: Sequence[str] = ()) -> None:
     """``verilator --lint-only -Wall`` as Verilog-2005; any error or unwaived warning is exit 3."""
-    root = verilator_root()
-    env = {**os.environ, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = verilator_env()
     cmd = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{code}" for code in waive),
            "--default-language", "1364-2005", "--top-module", top, *sources]
     result = subprocess.run(cmd, cwd=ip_dir, env=env, capture_output=True, text=True, check=False)

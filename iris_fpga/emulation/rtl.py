@@ -60,7 +60,7 @@ def build_library(sources: list[Path], top: str, build_dir: Path) -> dict:
         copies.append(f"verilog/{Path(source).name}")
         shutil.copyfile(source, build_dir / copies[-1])
     root = simulate.verilator_root()
-    env = {**os.environ, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = simulate.verilator_env()
     env.pop("MAKEFLAGS", None)
     command = [str(root / "bin" / "verilator"), *BUILD_FLAGS, "-j", str(min(os.cpu_count() or 1, 4)),
                "--top-module", top, HARNESS.name, *copies]

