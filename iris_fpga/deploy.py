@@ -585,7 +585,7 @@ def _run_on_target(conn: ssh.Connection, target: DeployTarget, remote: _Remote, 
     args = ["--emulate"] if target.emulate else []
     # -u: stream output as it comes; -B: no root-owned __pycache__ in the user's folder.
     # coreutils timeout stops on_target.py on the board too, not just our wait for it.
-    command = _sh("timeout", "-k", "5", str(limit), target.remote_python, "-u", "-B", "on_target.py", *args)
+    command = _sh("timeout", "-k", "5", str(limit), target.remote_python, "-u", "-B", contract.BOARD_SCRIPT, *args)
     inner = f"cd {shlex.quote(remote.directory)} && exec {command}"
     if root.prefix:
         # Run through sudo, on_target.py writes y_hw.* as root (mode 0600): give them back to the
@@ -628,12 +628,13 @@ def _fetch_results(conn: ssh.Connection, remote: _Remote, package: _Package) -> 
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ToolError(f"fetching {name} from {conn.target} broke off: {exc}", ExitCode.SSH_UNREACHABLE) from exc
         # Bounded and checked before use: what comes back from a board is untrusted.
-        record = load_json(Path(tmp) / "y_hw.json")
+        array, record_file = (Path(tmp) / name for name in contract.RESULT_FILES)
+        record = load_json(record_file)
         remote_build = record.get("build_id") if isinstance(record, dict) else None
         if not isinstance(remote_build, str):
             raise ToolError(f"y_hw.json from {conn.target} is not a record of on_target.py (no build_id text)",
                             ExitCode.USAGE)
-        load_npy(Path(tmp) / "y_hw.npy")
+        load_npy(array)
         if remote_build != package.build_id:
             raise ToolError(f"y_hw.json on {conn.target} is from build {printable(remote_build)}, the package is "
                             f"build {package.build_id}: not fetched", ExitCode.CHECK_FAILED)

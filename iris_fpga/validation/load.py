@@ -16,6 +16,7 @@ from iris_fpga import contract
 from iris_fpga.errors import ToolError
 from iris_fpga.fileio import TEXT_KINDS, load_npy, printable
 from iris_fpga.validation import records
+X_TEST, Y_TEST, CLASSES, SCALER = contract.DATA_FILES  # the package's test data, as the data step names it
 from iris_fpga.validation.sources import (CSIM_STEP, DATA_STEP, ON_TARGET, PACKAGE_STEP, RTL_STEP,
                                           SOURCES, Maker)
 
@@ -45,15 +46,15 @@ def load_package(package_dir: Path | str) -> PackageData:
     if not pdir.is_dir():
         raise ToolError(f"{printable(pdir)} is not a folder")
     warnings: list[str] = []
-    hw_present = os.path.lexists(pdir / "y_hw.npy")
+    hw_present = os.path.lexists(pdir / contract.RESULT_FILES[0])
     manifest = _read_manifest(pdir, hw_present, warnings)
     listed = manifest["files"] if manifest else {}
     _verify(pdir, manifest)
 
     y_true, n_classes = _load_truth(pdir)
     n = len(y_true)
-    X = _numeric(_array(pdir, "X_test.npy", DATA_STEP), 2, DATA_STEP, "X_test.npy")
-    _check_rows("X_test.npy", X, n, DATA_STEP)
+    X = _numeric(_array(pdir, X_TEST, DATA_STEP), 2, DATA_STEP, X_TEST)
+    _check_rows(X_TEST, X, n, DATA_STEP)
     if X.shape[1] == 0:
         raise ToolError("X_test.npy has no features (shape (N, 0))")
     classes = _load_classes(pdir, n_classes)
@@ -106,7 +107,7 @@ def _verify(pdir: Path, manifest: dict | None) -> None:
 
 
 def _load_hw_record(pdir: Path, hw_present: bool, n: int, warnings: list[str]) -> dict | None:
-    path = pdir / "y_hw.json"
+    path = pdir / contract.RESULT_FILES[1]
     if not hw_present:
         if os.path.lexists(path):
             warnings.append("y_hw.json is present without y_hw.npy: ignored")
@@ -138,7 +139,7 @@ def _load_estimate(pdir: Path, listed: bool, warnings: list[str]) -> dict | None
 
 def _load_raw_features(pdir: Path, X: np.ndarray) -> np.ndarray | None:
     """Raw measurements from scaler.json (mean, scale) for the report; None without the file."""
-    path = pdir / "scaler.json"
+    path = pdir / SCALER
     if not os.path.lexists(path):
         return None
     scaler = records.read_record(path, records.SCALER, DATA_STEP)
@@ -182,7 +183,7 @@ def _check_rows(name: str, array: np.ndarray, n: int, maker: Maker) -> None:
 
 def _load_truth(pdir: Path) -> tuple[np.ndarray, int]:
     """Class indices from the one-hot y_test.npy, and the number of classes."""
-    y_test = _numeric(_array(pdir, "y_test.npy", DATA_STEP), 2, DATA_STEP, "y_test.npy")
+    y_test = _numeric(_array(pdir, Y_TEST, DATA_STEP), 2, DATA_STEP, Y_TEST)
     n, n_classes = y_test.shape
     if n == 0:
         raise ToolError("empty test set: y_test.npy has 0 samples; rerun python BuildModel.py")
@@ -196,7 +197,7 @@ def _load_truth(pdir: Path) -> tuple[np.ndarray, int]:
 
 
 def _load_classes(pdir: Path, n_classes: int) -> list[str]:
-    array = _array(pdir, "classes.npy", DATA_STEP, kinds=TEXT_KINDS, what="a list of class names (text)")
+    array = _array(pdir, CLASSES, DATA_STEP, kinds=TEXT_KINDS, what="a list of class names (text)")
     if array.dtype.kind == "S":
         array = np.char.decode(array, "utf-8", errors="replace")
     if array.ndim != 1:

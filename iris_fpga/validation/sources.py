@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from iris_fpga.contract import CSIM_FILES, RESULT_FILES
+
 
 class Maker(NamedTuple):
     """Who writes a file, for messages: 'it is made by ...', 'rerun ...'."""
@@ -30,9 +32,9 @@ class Source(NamedTuple):
 
 #: Prediction sources in report order.
 SOURCES: tuple[Source, ...] = (
-    Source("keras", "Keras", "y_keras.npy", CSIM_STEP),
-    Source("csim", "HLS C-sim", "y_hls.npy", CSIM_STEP),
-    Source("hardware", "hardware", "y_hw.npy", ON_TARGET),
+    Source("keras", "Keras", CSIM_FILES[0], CSIM_STEP),
+    Source("csim", "HLS C-sim", CSIM_FILES[1], CSIM_STEP),
+    Source("hardware", "hardware", RESULT_FILES[0], ON_TARGET),
 )
 BY_KEY = {s.key: s for s in SOURCES}
 
