@@ -9,14 +9,13 @@ written on the board, older results moved aside, and what Python or Jupyter leav
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import sha256_file
+from iris_fpga.fileio import parse_json, read_untrusted, sha256_file
 
 MANIFEST = "manifest.json"
 RESULT_FILES = ("y_hw.npy", "y_hw.json")  # written on the board; never listed in the manifest
@@ -67,31 +66,16 @@ def plain_relative(name: str) -> bool:
 def read_manifest(package_dir: Path, code: ExitCode = ExitCode.USAGE) -> dict | None:
     """The manifest of ``package_dir``; None when absent; ToolError(code) when it is not ours."""
     path = Path(package_dir) / MANIFEST
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as exc:
-        raise ToolError(f"{path}: {exc.strerror}", code) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ToolError(f"{path} is not a regular file (a link, folder or device): not a package of this tool", code)
-    if info.st_size > MAX_MANIFEST_BYTES:
-        raise ToolError(f"{path} is {info.st_size} bytes, more than a manifest of this tool can be", code)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ToolError(f"{path}: {exc.strerror}", code) from None
-    return parse_manifest(data, str(path), code)
+    return parse_manifest(read_untrusted(path, MAX_MANIFEST_BYTES, code), str(path), code)
 
 
 def parse_manifest(data: bytes, where: str, code: ExitCode = ExitCode.USAGE) -> dict:
     """The manifest in ``data`` (read from ``where``) if this tool wrote it; else ToolError(code)."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise ToolError(f"{where} is {len(data)} bytes, more than a manifest of this tool can be", code)
-    try:
-        manifest = json.loads(data)
-    except (ValueError, RecursionError):
-        raise ToolError(f"{where} is not valid JSON: not a manifest of this tool", code) from None
+    manifest = parse_json(data, where, code=code)
     wrong = [k for k, kind in MANIFEST_FIELDS.items() if not isinstance(manifest, dict)
              or not isinstance(manifest.get(k), kind)]
     if wrong:

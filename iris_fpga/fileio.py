@@ -153,7 +153,7 @@ def parse_json(data: bytes, name: str, *, max_depth: int = MAX_JSON_DEPTH,
     except UnicodeDecodeError as exc:
         raise ToolError(f"{name} is not UTF-8 text (byte {exc.start})", code) from None
     if _json_depth_exceeds(text, max_depth):
-        raise ToolError(f"{name} nests deeper than {max_depth} levels: not a file of this tool", code)
+        raise ToolError(f"{name} nests deeper than {max_depth} levels of JSON: not a file of this tool", code)
     try:
         return json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # RecursionError: a guard, the depth check comes first
