@@ -3,7 +3,7 @@
 
 The command line and the runner, in the shape of FINN's dataflow builder: the steps (data, train,
 convert, csim, rtl, bitstream, package, deploy) are declared in one table, ``STEPS`` in
-``iris_fpga/build/steps.py``, and share one ``BuildConfig``. ``--from`` / ``--to`` run a range;
+``iris_fpga/flow/steps.py``, and share one ``BuildConfig``. ``--from`` / ``--to`` run a range;
 each step's time is recorded; a step whose inputs, settings and versions are unchanged is reused.
 Run ``python BuildModel.py --help`` for the options, README.md for the whole flow.
 """
@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from iris_fpga.build.context import Build, Step
-from iris_fpga.build.steps import STEP_NAMES, STEPS
+from iris_fpga.flow.context import Build, Step
+from iris_fpga.flow.steps import STEP_NAMES, STEPS
 from iris_fpga.cache import cache_keys
 from iris_fpga.config import ACCELERATORS, ARTICLE_BITS, ARTICLE_HIDDEN, BOARDS, MAX_REUSE_FACTOR, RECIPES, BuildConfig, parse_widths
 from iris_fpga.errors import ExitCode, ToolError
@@ -29,7 +29,7 @@ log = logging.getLogger("BuildModel")
 
 
 class BuildModel(Build):
-    """The whole workstation flow: runs the steps of ``iris_fpga.build.steps.STEPS`` in order."""
+    """The whole workstation flow: runs the steps of ``iris_fpga.flow.steps.STEPS`` in order."""
 
     def keys(self) -> dict[str, str]:
         """Cache keys of all cached steps, from settings and versions alone (no heavy import)."""
@@ -217,7 +217,7 @@ def parse_args(argv: list[str] | None):
         inv_table_t=args.inv_table_t,
         rtl=args.rtl,
         latency_cutoff=args.latency_cutoff,
-        rtl_random_samples=args.rtl_random,
+        rtl_random=args.rtl_random,
         output_dir=args.output_dir,
         package_dir=args.package_dir,
     )

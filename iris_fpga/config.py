@@ -102,7 +102,7 @@ class BuildConfig:
     # rtl step (issue 9)
     rtl: bool = False
     latency_cutoff: int = 5
-    rtl_random_samples: int = 2000
+    rtl_random: int = 2000
     # the IP the package carries (manifest.json "accelerator")
     accelerator: str = "hls"
     # where things go
@@ -146,7 +146,7 @@ class BuildConfig:
             (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
             (0 < self.validation_split < 1, f"validation split must be in (0, 1) (got {self.validation_split})"),
             (self.latency_cutoff >= 0, f"--latency-cutoff must be >= 0 (got {self.latency_cutoff})"),
-            (self.rtl_random_samples >= 0, f"--rtl-random must be >= 0 (got {self.rtl_random_samples})"),
+            (self.rtl_random >= 0, f"--rtl-random must be >= 0 (got {self.rtl_random})"),
             (self.board in BOARDS, f"unknown board {self.board!r} for this tool: it builds end to end only for "
              f"{', '.join(BOARDS)} (on_target.py drives a PYNQ-Z2, part xc7z020)"),
             (self.accelerator in ACCELERATORS,

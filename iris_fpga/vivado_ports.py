@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.rtl.simulate import verilator_env
-from iris_fpga.rtl.synth import RUN_YOSYS
-from iris_fpga.vivado_rtl import STREAM_WIDTH
+from iris_fpga.datapath.simulate import verilator_env
+from iris_fpga.datapath.synth import RUN_YOSYS
+from iris_fpga.vivado_ip import STREAM_WIDTH
 
 AXIS = "xilinx.com:interface:axis:1.0"
 # AXI-Stream signals of hls4ml's myproject_axi: name -> (direction on the receiving side, width).

@@ -13,7 +13,7 @@ import pytest
 from conftest import Build
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.ip import run_ip
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath.fixedpoint import FixedType
 
 
 def graph_file(built: Build) -> Path:

@@ -266,7 +266,7 @@ def test_package_describes_itself(built: Build):
 
 
 def test_build_id_parts_recombine_into_the_build_id(built: Build):
-    from iris_fpga.build.records import BUILD_ID_PARTS, build_id
+    from iris_fpga.flow.records import BUILD_ID_PARTS, build_id
 
     manifest = built.manifest
     parts = manifest["build_id_parts"]
@@ -285,8 +285,8 @@ def test_inputs_of_the_test_set_fit_the_input_type(built: Build):
 
 
 def test_input_range_of_ap_fixed_16_6():
-    from iris_fpga.build.checks import input_range, out_of_range
-    from iris_fpga.rtl.fixedpoint import FixedType
+    from iris_fpga.flow.checks import input_range, out_of_range
+    from iris_fpga.datapath.fixedpoint import FixedType
 
     t = FixedType(signed=True, width=16, integer=6)  # ap_fixed<16,6>: truncates, wraps
     assert input_range(t) == (-32.0, 32.0)
@@ -302,8 +302,8 @@ def test_input_range_of_ap_fixed_16_6():
        quarter_steps=st.one_of(st.integers(-8, 8), st.integers(-(1 << 46), 1 << 46)))
 def test_out_of_range_means_the_cast_changes_the_value(signed, width, integer, saturation, edge, quarter_steps):
     """Counted exactly when ap_fixed's cast (FixedType, bit-exact with the C-simulation) wraps or saturates."""
-    from iris_fpga.build.checks import out_of_range
-    from iris_fpga.rtl.fixedpoint import FixedType
+    from iris_fpga.flow.checks import out_of_range
+    from iris_fpga.datapath.fixedpoint import FixedType
 
     t = FixedType(signed=signed, width=width, integer=integer, saturation=saturation)
     start = {None: 0, "low": t.code_min, "high": t.code_max + 1}[edge] * 2.0 ** -t.frac
@@ -417,7 +417,7 @@ def _changed(config, name):
 
 def _dependents(*first: str) -> set[str]:
     """The cached steps whose key must change when the inputs of the steps ``first`` change."""
-    from iris_fpga.build.steps import STEPS
+    from iris_fpga.flow.steps import STEPS
 
     out = set(first)
     for step in STEPS:  # the table's order puts every step after its upstream steps
@@ -439,7 +439,7 @@ def test_every_setting_invalidates_exactly_the_steps_that_depend_on_it():
     import dataclasses
 
     from BuildModel import BuildModel
-    from iris_fpga.build.steps import STEPS
+    from iris_fpga.flow.steps import STEPS
     from iris_fpga.config import BuildConfig
 
     declared: dict[str, set[str]] = {}
@@ -459,7 +459,7 @@ def test_every_setting_invalidates_exactly_the_steps_that_depend_on_it():
 
 
 def test_a_new_package_version_invalidates_its_steps():
-    from iris_fpga.build.steps import STEPS
+    from iris_fpga.flow.steps import STEPS
     from iris_fpga.cache import cache_keys
     from iris_fpga.config import BuildConfig
     from iris_fpga.versions import versions_of

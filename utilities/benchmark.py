@@ -269,7 +269,7 @@ def run(args) -> int:
         if run_["exit_code"] != 0:
             raise ToolError(f"the rtl step failed (exit {run_['exit_code']}): see {folder / 'rtl.log'}", ExitCode.CHECK_FAILED)
         state = json.loads((folder / "prj" / "pipeline" / "state.json").read_text())
-        from iris_fpga.rtl import headline
+        from iris_fpga.datapath import headline
 
         rtl = {"command": "python BuildModel.py --rtl --from rtl --to rtl", "seconds": run_["seconds"],
                "step_seconds": state["rtl"]["seconds"], "headline": headline(state["rtl"]["result"]["report"])}

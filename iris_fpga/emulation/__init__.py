@@ -10,7 +10,7 @@
 - ``accelerator.json``: the library's name and entry point and the IP's layer widths, read from
   the generated ``firmware/myproject_axi.h`` (the stand-in cannot learn them from the library).
 
-For an ``rtl`` package, ``myproject_rtl.so`` (the IP's Verilog, Verilated: ``iris_fpga.emulation.rtl``)
+For an ``rtl`` package, ``myproject_rtl.so`` (the IP's Verilog, Verilated: ``iris_fpga.emulation.verilated_ip``)
 takes the C-simulation's place, with no weights (they are in the Verilog), and ``accelerator.json``
 records the sha256 of the Verilog it was built from.
 
@@ -25,7 +25,7 @@ import re
 import shutil
 from pathlib import Path
 
-from iris_fpga.emulation import rtl
+from iris_fpga.emulation import verilated_ip
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 
@@ -94,7 +94,7 @@ def stage(package_dir: Path, hls_output_dir: Path, rtl_library: dict | None = No
         weights = read_weights(hls_output_dir, library)
         name = LIBRARY_NAME
     else:
-        library, weights, name = Path(rtl_library["library"]), {}, rtl.LIBRARY_NAME
+        library, weights, name = Path(rtl_library["library"]), {}, verilated_ip.LIBRARY_NAME
     n_in, n_out = read_layer_widths(hls_output_dir)
     target = package_dir / EMULATION_DIR
     if target.exists():

@@ -69,8 +69,8 @@ def run_build(run: Run) -> dict:
 
 def csim_figures(steps: dict, folder: Path, latency_cutoff: int) -> dict:
     """Accuracies (30 test samples), validation accuracy, sparsity and da4ml's estimate of the datapath."""
-    from iris_fpga.build.context import GRAPH
-    from iris_fpga.rtl.estimate import estimate_datapath
+    from iris_fpga.flow.context import GRAPH
+    from iris_fpga.datapath.estimate import estimate_datapath
 
     accuracy, train = steps["csim"]["result"]["accuracy"], steps["train"]["result"]
     return {

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.rtl.fixedpoint import OVERFLOW_MODES as OVERFLOW
-from iris_fpga.rtl.fixedpoint import ROUNDING_MODES as ROUNDING
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath.fixedpoint import OVERFLOW_MODES as OVERFLOW
+from iris_fpga.datapath.fixedpoint import ROUNDING_MODES as ROUNDING
+from iris_fpga.datapath.fixedpoint import FixedType
 
 
 @dataclass(frozen=True)

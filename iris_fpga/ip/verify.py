@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.rtl import simulate
+from iris_fpga.datapath import simulate
 
 #: (name, frames, pauses): with and without pauses on both sides, one frame per batch and per sample.
 RUNS = (

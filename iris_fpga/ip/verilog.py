@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.ip import casts
 from iris_fpga.ip.casts import Code
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath.fixedpoint import FixedType
 
 #: Register stages from the datapath's output to a FIFO row: max, exp, sum/inverse, product, float.
 SOFTMAX_STAGES = 5

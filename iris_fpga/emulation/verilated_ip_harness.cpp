@@ -1,6 +1,6 @@
 // The accelerator IP, Verilated, behind a plain C interface for the emulated board (ctypes).
 //
-// Built by iris_fpga.emulation.rtl with `verilator --prefix Vip`; `ip_identity.h` (written beside this
+// Built by iris_fpga.emulation.verilated_ip with `verilator --prefix Vip`; `ip_identity.h` (written beside this
 // file at build time) defines IRIS_VERILOG_SHA256, the sha256 of the Verilog the model was built from.
 // One handle is one IP with its own clock. Words go in through `in_r` as the AXI DMA's MM2S channel
 // sends them (TLAST on the last word of a transfer) and come out of `out_r` as its S2MM channel takes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iris_fpga.rtl.step import Reference, check_arguments, trace_datapath
+from iris_fpga.datapath.run import Reference, check_arguments, trace_datapath
 
 
 def estimate_datapath(graph_path: Path, latency_cutoff: int = 5) -> dict:

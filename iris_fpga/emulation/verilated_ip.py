@@ -1,7 +1,7 @@
 """The accelerator IP as a shared library for the emulated board: Verilator, a plain C++ harness, no cocotb.
 
 ``build_library`` verilates the ip step's Verilog (only the top's ports are reachable: no
-``--public`` of any kind, so the C++ stays small) together with ``rtl_harness.cpp`` and links one
+``--public`` of any kind, so the C++ stays small) together with ``verilated_ip_harness.cpp`` and links one
 self-contained ``.so`` (libstdc++ and libc only). Its C interface is documented in the harness;
 the stand-in ``pynq`` loads it with ctypes. The library carries the sha256 of the Verilog it was
 built from (``verilog_sha256``), which the package's manifest and ``accelerator.json`` record.
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes
-from iris_fpga.rtl import simulate
+from iris_fpga.datapath import simulate
 
 log = logging.getLogger(__name__)
 
-HARNESS = Path(__file__).resolve().with_name("rtl_harness.cpp")
+HARNESS = Path(__file__).resolve().with_name("verilated_ip_harness.cpp")
 HARNESS_SOURCE = HARNESS.read_text()  # part of the step's cache key: a changed harness rebuilds the library
 LIBRARY_NAME = "myproject_rtl.so"  # in package/emulation/, beside the C-simulation's name for hls packages
 PREFIX = "Vip"  # the Verilated class the harness includes

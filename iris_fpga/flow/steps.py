@@ -13,18 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga import data as iris_data
-from iris_fpga.build import records
-from iris_fpga.build.checks import input_range, non_finite_layers, out_of_range, sample_list
-from iris_fpga.build.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, Step
+from iris_fpga.flow import records
+from iris_fpga.flow.checks import input_range, non_finite_layers, out_of_range, sample_list
+from iris_fpga.flow.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, Step
 from iris_fpga.contract import (BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE, NOTEBOOK,
                                 PROFILE, VIVADO_REPORTS)
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
-from iris_fpga.emulation.rtl import BUILD_FLAGS as EMULATOR_FLAGS
-from iris_fpga.emulation.rtl import HARNESS_SOURCE as EMULATOR_HARNESS
+from iris_fpga.emulation.verilated_ip import BUILD_FLAGS as EMULATOR_FLAGS
+from iris_fpga.emulation.verilated_ip import HARNESS_SOURCE as EMULATOR_HARNESS
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
 from iris_fpga.packaging import publish
-from iris_fpga.rtl.report import TOOLS as RTL_TOOLS
+from iris_fpga.datapath.report import TOOLS as RTL_TOOLS
 from iris_fpga.versions import COMPILER
 
 log = logging.getLogger("BuildModel")
@@ -89,7 +89,7 @@ def step_convert(build: Build) -> Outcome:
 
 def step_csim(build: Build) -> Outcome:
     from iris_fpga import hls
-    from iris_fpga.rtl.export import export_graph
+    from iris_fpga.datapath.export import export_graph
 
     split, hls_model = build.split(), build.hls_model()
     t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def step_csim(build: Build) -> Outcome:
         atomic_save_npy(build.staging / name, values)
         outputs.append(build.staging / name)
     graph = build.work / GRAPH
-    export_graph(hls_model, split.X_test, graph, n_random=build.config.rtl_random_samples, seed=build.config.seed)
+    export_graph(hls_model, split.X_test, graph, n_random=build.config.rtl_random, seed=build.config.seed)
     result = {
         "accuracy": agreement(y_keras, y_hls, split.y_test),
         "max_abs_diff": float(np.max(np.abs(y_keras - y_hls))),
@@ -134,7 +134,7 @@ def agreement(y_keras: np.ndarray, y_hls: np.ndarray, y_true: np.ndarray) -> dic
 
 def ip_interface(hls_model, X_test: np.ndarray) -> dict:
     """The IP's words per sample and input type, and the test inputs that type cannot hold (warned about)."""
-    from iris_fpga.rtl.fixedpoint import FixedType
+    from iris_fpga.datapath.fixedpoint import FixedType
 
     source, sink = hls_model.get_input_variables()[0], hls_model.get_output_variables()[0]
     precision = source.type.precision
@@ -182,7 +182,7 @@ def profile_lines(build: Build, result: dict) -> list[tuple[str, str]]:
 # -- rtl, bitstream ---------------------------------------------------------------------------
 def step_rtl(build: Build) -> Outcome:
     from iris_fpga.hls import board_part
-    from iris_fpga.rtl import run_rtl
+    from iris_fpga.datapath import run_rtl
 
     estimate = build.staging / ESTIMATE
     report = run_rtl(build.work / GRAPH, build.output_dir / "rtl", estimate,
@@ -221,11 +221,11 @@ def ip_lines(build: Build, result: dict) -> list[tuple[str, str]]:
 
 def step_emulator(build: Build) -> Outcome:
     """The ip step's Verilog as a shared library for the emulated board (Verilator, a plain C++ harness)."""
-    from iris_fpga.emulation import rtl
+    from iris_fpga.emulation import verilated_ip
 
     ip = build.results["ip"]["ip"]
     ip_dir = build.output_dir / IP_DIR
-    made = rtl.build_library([ip_dir / name for name in ip["verilog"]], ip["module"],
+    made = verilated_ip.build_library([ip_dir / name for name in ip["verilog"]], ip["module"],
                              build.output_dir / EMULATOR_DIR)
     library = made["library"]
     return Outcome({"library": library.relative_to(build.output_dir).as_posix(),
@@ -238,7 +238,7 @@ def emulator_lines(build: Build, result: dict) -> list[tuple[str, str]]:
 
 
 def rtl_lines(build: Build, result: dict) -> list[tuple[str, str]]:
-    from iris_fpga.rtl import headline
+    from iris_fpga.datapath import headline
 
     return [("rtl", headline(result["report"]))]
 
@@ -257,7 +257,7 @@ def step_bitstream(build: Build) -> Outcome:
 
 def rtl_bitstream(build: Build) -> Outcome:
     """Vivado alone builds the block design around the ip step's Verilog (no Vivado HLS)."""
-    from iris_fpga import vivado, vivado_ports, vivado_rtl
+    from iris_fpga import vivado, vivado_ip, vivado_ports
 
     tool = vivado.find_vivado_rtl()
     if tool is None:
@@ -265,9 +265,9 @@ def rtl_bitstream(build: Build) -> Outcome:
     ip = build.results["ip"]["ip"]
     ip_dir = build.output_dir / IP_DIR
     vivado_ports.check_ip_verilog(ip_dir, ip["verilog"], ip["module"], waive=vivado_ports.FIXED_POINT_WAIVERS)
-    script = vivado_rtl.write_design_tcl(build.output_dir / vivado_rtl.RTL_PROJECT_DIR,
+    script = vivado_ip.write_design_tcl(build.output_dir / vivado_ip.RTL_PROJECT_DIR,
                                          [ip_dir / name for name in ip["verilog"]], ip["module"], build.config.board)
-    outputs = vivado_rtl.build_rtl_bitstream(tool, script, build.staging)
+    outputs = vivado_ip.build_rtl_bitstream(tool, script, build.staging)
     return Outcome({"built": True, "vivado": str(tool), "reports": list(VIVADO_REPORTS),
                     "published": list(VIVADO_REPORTS)}, tuple(outputs))
 
@@ -336,7 +336,7 @@ STEPS = (
          versions=("hls4ml",), upstream=("train",), publishes=(DRIVER,)),
     Step("profile", step_profile, versions=("matplotlib",), upstream=("convert",), publishes=(PROFILE,),
          summary=profile_lines),
-    Step("csim", step_csim, settings=("rtl_random_samples",), versions=(COMPILER,), upstream=("convert",),
+    Step("csim", step_csim, settings=("rtl_random",), versions=(COMPILER,), upstream=("convert",),
          publishes=CSIM_FILES, summary=accuracy_lines, code=(WEIGHTS_DIR_SOURCE,)),
     Step("rtl", step_rtl, settings=("latency_cutoff",), versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked,
          publishes=(ESTIMATE,), summary=rtl_lines),

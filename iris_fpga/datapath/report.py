@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from iris_fpga.fileio import sha256_file
-from iris_fpga.rtl import synth
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath import synth
+from iris_fpga.datapath.fixedpoint import FixedType
 from iris_fpga.versions import package_versions
 
 #: The packages whose versions the report records and the rtl step's cache key hashes.

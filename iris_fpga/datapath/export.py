@@ -21,8 +21,8 @@ import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes
-from iris_fpga.rtl.fixedpoint import FixedType
-from iris_fpga.rtl.softmax_export import export_softmax
+from iris_fpga.datapath.fixedpoint import FixedType
+from iris_fpga.datapath.softmax_export import export_softmax
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import Build, _path_without_vivado, run_buildmodel
-from iris_fpga.emulation.rtl import LIBRARY_NAME, verilog_sha256
+from iris_fpga.emulation.verilated_ip import LIBRARY_NAME, verilog_sha256
 from iris_fpga.errors import ExitCode
 from iris_fpga.fileio import sha256_file
 from test_deploy import _run_args, board, known_hosts, login, remote_state, run_deploy  # noqa: F401 (fixtures)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath.fixedpoint import FixedType
 
 #: C++ types the dumper prints, under the names the graph uses.
 CONFIG_TYPES = ("exp_table_t", "inv_table_t", "accum_t", "inv_inp_t", "inp_norm_t")

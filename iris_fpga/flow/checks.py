@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath.fixedpoint import FixedType
 
 
 def non_finite_layers(model) -> list[str]:

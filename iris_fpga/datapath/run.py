@@ -12,10 +12,10 @@ import numpy as np
 
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_json
-from iris_fpga.rtl import report as rpt
-from iris_fpga.rtl import simulate, synth
-from iris_fpga.rtl.export import GRAPH_FORMAT
-from iris_fpga.rtl.fixedpoint import FixedType
+from iris_fpga.datapath import report as rpt
+from iris_fpga.datapath import simulate, synth
+from iris_fpga.datapath.export import GRAPH_FORMAT
+from iris_fpga.datapath.fixedpoint import FixedType
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Reference:
 def trace_datapath(reference: Reference, seconds: dict) -> object:
     """da4ml's datapath from the graph, checked with da4ml's own interpreter: a wrong graph fails here
     in a second, before Verilator."""
-    from iris_fpga.rtl.datapath import build_comb_logic
+    from iris_fpga.datapath.tracing import build_comb_logic
 
     t = time.monotonic()
     try:

@@ -15,9 +15,9 @@ import pytest
 from conftest import REPO, Build, run_buildmodel
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import sha256_file
-from iris_fpga.rtl import headline, run_rtl
-from iris_fpga.rtl.fixedpoint import FixedType
-from iris_fpga.rtl.step import MARKER
+from iris_fpga.datapath import headline, run_rtl
+from iris_fpga.datapath.fixedpoint import FixedType
+from iris_fpga.datapath.run import MARKER
 
 
 def graph_file(built: Build) -> Path:
