@@ -53,3 +53,25 @@ def _path_without_vivado() -> str:
         p for p in os.environ.get("PATH", "").split(os.pathsep)
         if not (Path(p) / "vivado_hls").exists()
     )
+
+
+# -- markers: what a test needs, so a developer can run the fast part alone ---------------------
+# A test is marked by the fixtures it uses (directly or through other fixtures): adding a test that
+# uses one of these fixtures marks it without further thought. `pytest -m "not slow"` is the fast
+# part; `make test` (and CI) runs everything.
+FIXTURE_MARKERS = {
+    "built": ("slow",),  # the session's default build: training, hls4ml, g++
+    "small": ("slow", "verilator"),  # test_network's 16-8-3 build with --rtl
+    "rtl_build": ("slow", "verilator"),  # test_ip_emulation's 16-8-3 build with --accelerator rtl
+    "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1
+    "scheduler": ("slow", "dask"),  # a real `dask scheduler` and two workers
+    "chromium": ("slow", "chromium"),  # headless Chromium renders the validation page
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        needs = {marker for name in getattr(item, "fixturenames", ())
+                 for marker in FIXTURE_MARKERS.get(name, ())}
+        for marker in sorted(needs):
+            item.add_marker(marker)
