@@ -1,5 +1,10 @@
 """The build's settings as data: one dataclass, written into every output and read back from it.
 
+Each setting is declared once, as a field of ``BuildConfig`` made with ``setting(...)``: its
+default, help, range or check, and the steps whose cache keys it enters. The command line
+(``iris_fpga.flow.cli``), ``BuildConfig.validated`` and ``Step.settings`` are made from these
+declarations, so a new setting is one field and its use in a step.
+
 Recipes are named sets of training settings. ``default`` really prunes and reaches the article's
 accuracy within the article's own training budget; ``article`` reproduces the seed article's
 settings exactly, whose pruning schedule starts after step 2000 while its training lasts 90 steps,

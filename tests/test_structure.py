@@ -133,6 +133,15 @@ def test_help_lists_every_option_with_its_default():
         assert option in result.stdout
 
 
+def test_readme_shows_the_real_declaration_and_use():
+    """README's example of a setting (Options) is the declaration and the use in the code."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    declaration = readme.split("```python\n", 1)[1].split("\n```", 1)[0]
+    assert declaration.startswith("rtl_random: int = setting(")
+    assert f"    {declaration}\n" in (PACKAGE / "config.py").read_text(encoding="utf-8")
+    assert "n_random=build.config.rtl_random" in (PACKAGE / "flow" / "steps.py").read_text(encoding="utf-8")
+
+
 def test_each_step_keys_the_settings_that_name_it():
     """The table lists no settings: a step's are the fields whose declaration names it."""
     from iris_fpga.config import SETTING, BuildConfig

@@ -19,9 +19,6 @@ from iris_fpga.config import RECIPES, SETTING, BuildConfig, option_name
 from iris_fpga.errors import ToolError
 from iris_fpga.flow.steps import STEP_NAMES
 
-FROM_RECIPE = "(default: the recipe's)"
-
-
 def option_fields() -> list[dataclasses.Field]:
     """The ``BuildConfig`` fields the command line offers, in declaration order."""
     return [f for f in dataclasses.fields(BuildConfig) if f.metadata[SETTING].option]
@@ -41,7 +38,7 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
             spec["default"] = declared.show(field.default) if declared.show else field.default
             spec.update({k: v for k, v in (("choices", declared.choices), ("metavar", declared.metavar)) if v})
         if field.name in recipe_held:  # None: BuildConfig.for_recipe takes the recipe's
-            spec.update(default=None, help=f"{declared.help} {FROM_RECIPE}")
+            spec.update(default=None, help=f"{declared.help} (default: the recipe's)")
         parser.add_argument(option_name(field.name), **spec)
 
 
