@@ -113,6 +113,17 @@ def test_every_option_sets_the_field_of_its_name():
         assert changed == {field.name} or field.name == "recipe", (field.name, changed)
 
 
+def test_a_recipe_fills_the_training_settings_not_given():
+    from iris_fpga.config import RECIPES
+    from iris_fpga.flow.cli import parse_args
+
+    _, article = parse_args(["--recipe", "article"])
+    assert all(getattr(article, name) == value for name, value in RECIPES["article"].items())
+    _, mixed = parse_args(["--recipe", "article", "--lr", "0.01", "--epochs", "3"])
+    assert (mixed.lr, mixed.epochs, mixed.sparsity) == (0.01, 3, RECIPES["article"]["sparsity"])
+    assert mixed.pruning_begin_step == RECIPES["article"]["pruning_begin_step"]
+
+
 def test_help_lists_every_option_with_its_default():
     from iris_fpga.config import RECIPES, SETTING, option_name
 
@@ -182,7 +193,7 @@ def test_pip_install_gives_the_three_commands(tmp_path):
     (purelib / "project.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # numpy, setuptools, pip
     before = sorted(p.name for p in REPO.iterdir())
     install = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                              "--disable-pip-version-check", "--quiet", "-e", str(REPO)],
+                              "--disable-pip-version-check", "--no-cache-dir", "--quiet", "-e", str(REPO)],
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert install.returncode == 0, install.stdout + install.stderr
     assert sorted(p.name for p in REPO.iterdir()) == before  # the install left nothing in the checkout
