@@ -40,10 +40,11 @@ class Step:
     ``settings`` (the BuildConfig fields whose declaration names the step, see ``config.Setting``)
     and ``versions`` (packages, or ``g++``) are what its cache key hashes, with ``code`` (source
     this project compiles into the outputs); ``upstream`` the steps whose keys its key includes.
-    ``when`` gives the reason the step takes no part in this run (None: it does). ``may_skip`` says when the step may decline
-    at run time; later steps then do without it, so ``--from`` never requires it. ``publishes``
-    names files of the staging folder that the package gets whenever the step has a result.
-    ``summary`` turns its result into (label, text) lines. A step with ``cached=False`` always runs.
+    ``when`` gives the reason the step takes no part in this run (None: it does). ``may_skip``
+    says when the step may decline at run time; later steps then do without it, so ``--from``
+    never requires it. ``publishes`` names files of the staging folder that the package gets
+    whenever the step has a result. ``summary`` turns its result into (label, text) lines. A step
+    with ``cached=False`` always runs.
     """
 
     name: str
