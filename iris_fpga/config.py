@@ -1,5 +1,10 @@
 """The build's settings as data: one dataclass, written into every output and read back from it.
 
+Each setting is declared once, as a field of ``BuildConfig`` made with ``setting(...)``: its
+default, help, range or check, and the steps whose cache keys it enters. The command line
+(``iris_fpga.flow.cli``), ``BuildConfig.validated`` and ``Step.settings`` are made from these
+declarations, so a new setting is one field and its use in a step.
+
 Recipes are named sets of training settings. ``default`` really prunes and reaches the article's
 accuracy within the article's own training budget; ``article`` reproduces the seed article's
 settings exactly, whose pruning schedule starts after step 2000 while its training lasts 90 steps,
@@ -9,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import Any, Callable
 
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import printable
 
 RECIPES: dict[str, dict[str, Any]] = {
     # The article's training budget (30 epochs, 90 steps), but a learning rate that learns the task
@@ -71,43 +77,178 @@ FIXED_TYPE = re.compile(
     r"(?:,\s*(?:AP_)?(?:WRAP|SAT|SAT_ZERO|SAT_SYM)\s*(?:,\s*(?P<sat_bits>\d{1,4})\s*)?)?)?>"
 )
 MAX_FIXED_WIDTH = 1024
+# The IP's clock in hls4ml's PYNQ-Z2 block design (FCLK0): the Verilog IP's FREQ_HZ. on_target.py
+# keeps its own copy (IP_CLOCK_HZ), which the board script's drift test compares with this one.
+IP_CLOCK_HZ = 100_000_000
+
+
+def check_fixed_type(option: str, value: str) -> None:
+    """Refuse a fixed-point type string that hls4ml or the C++ compiler would choke on later."""
+    match = FIXED_TYPE.fullmatch(value) if isinstance(value, str) else None
+    width = int(match["width"]) if match else 0
+    sat_bits = int(match["sat_bits"] or 0) if match else 0
+    if not (match and 1 <= width <= MAX_FIXED_WIDTH and abs(int(match["integer"])) <= MAX_FIXED_WIDTH
+            and sat_bits <= width):
+        raise ToolError(f"{option} must be a fixed-point type ap_fixed<W,I> or ap_ufixed<W,I> (optionally with "
+                        f"rounding and overflow modes), W from 1 to {MAX_FIXED_WIDTH}, such as ap_fixed<16,6> "
+                        f"(got {value!r})", ExitCode.USAGE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Within:
+    """A range a setting must lie in: ``low <= value <= high`` (``<`` at an open end); None: unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    text: str = ""  # how a refusal states the range, where the generated wording reads badly
+
+    def holds(self, value: Any) -> bool:
+        try:
+            above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+            below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        except TypeError:  # a string where a number belongs (a hand-edited manifest)
+            return False
+        return bool(above and below)
+
+    def describe(self) -> str:
+        """"at least 1", "2 to 16", "in [0, 1)": the range as a refusal states it."""
+        if self.text:
+            return self.text
+        if self.high is None:
+            return f"{'greater than' if self.low_open else 'at least'} {self.low}"
+        if self.low is None:
+            return f"{'less than' if self.high_open else 'at most'} {self.high}"
+        if self.low_open or self.high_open:
+            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        return f"{self.low} to {self.high}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """The declaration of one ``BuildConfig`` field: everything else about the setting follows from it.
+
+    ``help`` is the option's help (or, with ``option=False``, what the setting is: no command-line
+    option then; a recipe or the fixed split sets it). ``keys`` names the steps whose cache key
+    hashes it (``Step.settings`` reads them). ``within`` (a range), ``choices`` (also argparse's)
+    and ``check`` (a function ``(label, value)`` raising ``ToolError``, for rules that are not a
+    range) are what ``BuildConfig.validated`` enforces. ``parse`` is argparse's type when it is not
+    the field's own, ``show`` writes the default as the command line takes it, ``metavar`` names
+    the value in ``--help``. The option is ``--`` and the field name with dashes.
+    """
+
+    help: str
+    keys: tuple[str, ...] = ()
+    option: bool = True
+    within: Within | None = None
+    choices: tuple[str, ...] | None = None
+    check: Callable[[str, Any], None] | None = None
+    parse: Callable[[str], Any] | None = None
+    show: Callable[[Any], str] | None = None
+    metavar: str | None = None
+
+
+SETTING = "setting"  # the key of a field's Setting in its metadata
+
+
+def setting(default: Any, help: str, **declaration: Any) -> Any:
+    """A ``BuildConfig`` field with its ``Setting`` (see there for ``declaration``)."""
+    return dataclasses.field(default=default, metadata={SETTING: Setting(help, **declaration)})
+
+
+def option_name(field_name: str) -> str:
+    """``rtl_random`` -> ``--rtl-random``: the option of a field is its name."""
+    return "--" + field_name.replace("_", "-")
+
+
+def check_hidden(label: str, hidden: tuple) -> None:
+    text = ",".join(map(str, hidden))
+    if len(hidden) not in HIDDEN_LAYERS:
+        raise ToolError(f"{label} takes {HIDDEN_LAYERS[0]} to {HIDDEN_LAYERS[-1]} widths (got {len(hidden)}: {text})")
+    if not all(isinstance(w, int) and w in HIDDEN_WIDTH for w in hidden):
+        raise ToolError(f"{label} widths must be {HIDDEN_WIDTH[0]} to {HIDDEN_WIDTH[-1]} (got {text})")
+
+
+def check_board_supported(label: str, board: str) -> None:
+    if board not in BOARDS:
+        raise ToolError(f"unknown board {printable(board)!r} for this tool: it builds end to end only for "
+                        f"{', '.join(BOARDS)} (on_target.py drives a PYNQ-Z2, part xc7z020)")
+
+
+def _widths_text(hidden: tuple[int, ...]) -> str:
+    return ",".join(map(str, hidden))
+
+
+_BITS = Within(QUANTIZER_BITS[0], QUANTIZER_BITS[-1])
 
 
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
-    """Everything that determines a build. Paths are settings too, but not part of the build id."""
+    """Everything that determines a build. Paths are settings too, but not part of the build id.
 
-    recipe: str = "default"
-    seed: int = 0
-    epochs: int = RECIPES["default"]["epochs"]
-    lr: float = RECIPES["default"]["lr"]
-    batch_size: int = RECIPES["default"]["batch_size"]
-    validation_split: float = RECIPES["default"]["validation_split"]
-    sparsity: float = RECIPES["default"]["sparsity"]
-    pruning_begin_step: int = RECIPES["default"]["pruning_begin_step"]
-    pruning_frequency: int = RECIPES["default"]["pruning_frequency"]
+    Each field is declared once, with its ``Setting``: the command line (``iris_fpga.flow.cli``),
+    the checks (``validated``) and the steps' cache keys (``Step.settings``) are made from these
+    declarations. The training settings a recipe holds default to the recipe's on the command line.
+    """
+
+    recipe: str = setting("default", "training settings: 'default' prunes for real; 'article' is the seed "
+                          "article's", choices=tuple(sorted(RECIPES)))
+    seed: int = setting(0, "weight init and shuffling (the split is fixed)", keys=("train", "ip"),
+                        within=Within(0, MAX_SEED, text=f"an integer from 0 to {MAX_SEED}"))
+    epochs: int = setting(RECIPES["default"]["epochs"], "training epochs", keys=("train",), within=Within(1))
+    lr: float = setting(RECIPES["default"]["lr"], "learning rate", keys=("train",),
+                        within=Within(0, MAX_LR, low_open=True,
+                                      text=f"positive and finite, at most {MAX_LR:.4g} (a float32)"))
+    batch_size: int = setting(RECIPES["default"]["batch_size"], "training batch size", keys=("train",),
+                              option=False, within=Within(1))
+    validation_split: float = setting(RECIPES["default"]["validation_split"], "training data held out for "
+                                      "validation", keys=("train",), option=False,
+                                      within=Within(0, 1, low_open=True, high_open=True))
+    sparsity: float = setting(RECIPES["default"]["sparsity"], "fraction of weights pruned to zero, in [0, 1)",
+                              keys=("train",), within=Within(0, 1, high_open=True))
+    pruning_begin_step: int = setting(RECIPES["default"]["pruning_begin_step"], "training step where pruning "
+                                      "starts", keys=("train",), option=False)
+    pruning_frequency: int = setting(RECIPES["default"]["pruning_frequency"], "training steps between pruning "
+                                     "updates", keys=("train",), option=False)
     # the network: hidden widths, quantized_bits(weight_bits, 0, alpha=1), quantized_relu(activation_bits)
-    hidden: tuple[int, ...] = ARTICLE_HIDDEN
-    weight_bits: int = ARTICLE_BITS
-    activation_bits: int = ARTICLE_BITS
+    hidden: tuple[int, ...] = setting(
+        ARTICLE_HIDDEN, f"hidden layer widths, {HIDDEN_LAYERS[0]} to {HIDDEN_LAYERS[-1]} of them, each "
+        f"{HIDDEN_WIDTH[0]} to {HIDDEN_WIDTH[-1]}", keys=("train",), check=check_hidden, parse=parse_widths,
+        show=_widths_text, metavar="W1,W2,...")
+    weight_bits: int = setting(ARTICLE_BITS, f"bits of every weight and bias, quantized_bits(B, 0, alpha=1), "
+                               f"{_BITS.describe()}", keys=("train",), within=_BITS)
+    activation_bits: int = setting(ARTICLE_BITS, f"bits of every hidden ReLU, quantized_relu(B), {_BITS.describe()}",
+                                   keys=("train",), within=_BITS)
     # The split is fixed so that every seed is scored on the same 30 samples.
-    test_size: float = 0.2
-    split_random_state: int = 42
+    test_size: float = setting(0.2, "fraction of Iris held out as the test set", keys=("data",), option=False)
+    split_random_state: int = setting(42, "random_state of the test split", keys=("data",), option=False)
     # hls4ml
-    board: str = "pynq-z2"
-    reuse_factor: int = 512
-    default_precision: str = "ap_fixed<16,6>"
-    exp_table_t: str = "ap_fixed<18,8>"
-    inv_table_t: str = "ap_fixed<18,4>"
+    board: str = setting("pynq-z2", f"hls4ml VivadoAccelerator board; only {', '.join(BOARDS)} works end to end "
+                         "(on_target.py drives a PYNQ-Z2, part xc7z020)", keys=("convert",),
+                         check=check_board_supported)
+    reuse_factor: int = setting(512, f"hls4ml ReuseFactor of every Dense layer, 1 to {MAX_REUSE_FACTOR}",
+                                keys=("convert",),
+                                within=Within(1, MAX_REUSE_FACTOR, text=f"at least 1 and at most {MAX_REUSE_FACTOR}"))
+    default_precision: str = setting("ap_fixed<16,6>", "hls4ml default precision (also the IP's input type): "
+                                     "ap_fixed<W,I> or ap_ufixed<W,I>, optionally with rounding and overflow modes",
+                                     keys=("convert",), check=check_fixed_type)
+    exp_table_t: str = setting("ap_fixed<18,8>", "softmax exp table type (same form)", keys=("convert",),
+                               check=check_fixed_type)
+    inv_table_t: str = setting("ap_fixed<18,4>", "softmax inverse table type (same form)", keys=("convert",),
+                               check=check_fixed_type)
     # rtl step (issue 9)
-    rtl: bool = False
-    latency_cutoff: int = 5
-    rtl_random: int = 2000
+    rtl: bool = setting(False, "add the rtl step: Verilog, bit-exact simulation, resources")
+    latency_cutoff: int = setting(5, "rtl pipeline stages (0: combinational)", keys=("rtl", "ip"), within=Within(0))
+    rtl_random: int = setting(2000, "random inputs the rtl step compares", keys=("csim",), within=Within(0))
     # the IP the package carries (manifest.json "accelerator")
-    accelerator: str = "hls"
+    accelerator: str = setting(
+        "hls", "hls: hls4ml's IP (Vivado HLS 2020.1 + Vivado builds it), as in the article; rtl: this project's own "
+        "Verilog IP, verified here cycle by cycle (Vivado alone builds it); implies --rtl",
+        keys=("bitstream", "package"), choices=ACCELERATORS)
     # where things go
-    output_dir: str = "hls4ml_prj_pynq"
-    package_dir: str = "package"
+    output_dir: str = setting("hls4ml_prj_pynq", "hls4ml project (and the build's work files)")
+    package_dir: str = setting("package", "what the board gets")
 
     @classmethod
     def for_recipe(cls, recipe: str, **overrides: Any) -> "BuildConfig":
@@ -125,38 +266,17 @@ class BuildConfig:
         return dense_layer_names(len(self.hidden))
 
     def validated(self) -> "BuildConfig":
-        """Reject impossible values with a message naming the fix (exit code 2), before any work."""
-        hidden = ",".join(map(str, self.hidden))
-        checks = [
-            (len(self.hidden) in HIDDEN_LAYERS,
-             f"--hidden takes {HIDDEN_LAYERS[0]} to {HIDDEN_LAYERS[-1]} widths (got {len(self.hidden)}: {hidden})"),
-            (all(isinstance(w, int) and w in HIDDEN_WIDTH for w in self.hidden),
-             f"--hidden widths must be {HIDDEN_WIDTH[0]} to {HIDDEN_WIDTH[-1]} (got {hidden})"),
-            (self.weight_bits in QUANTIZER_BITS,
-             f"--weight-bits must be {QUANTIZER_BITS[0]} to {QUANTIZER_BITS[-1]} (got {self.weight_bits})"),
-            (self.activation_bits in QUANTIZER_BITS,
-             f"--activation-bits must be {QUANTIZER_BITS[0]} to {QUANTIZER_BITS[-1]} (got {self.activation_bits})"),
-            (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
-            (0 < self.lr <= MAX_LR, f"--lr must be positive and finite, at most {MAX_LR:.4g} (a float32) "
-             f"(got {self.lr})"),
-            (0 <= self.sparsity < 1, f"--sparsity must be in [0, 1) (got {self.sparsity})"),
-            (0 <= self.seed <= MAX_SEED, f"--seed must be an integer from 0 to {MAX_SEED} (got {self.seed})"),
-            (1 <= self.reuse_factor <= MAX_REUSE_FACTOR,
-             f"--reuse-factor must be at least 1 and at most {MAX_REUSE_FACTOR} (got {self.reuse_factor})"),
-            (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
-            (0 < self.validation_split < 1, f"validation split must be in (0, 1) (got {self.validation_split})"),
-            (self.latency_cutoff >= 0, f"--latency-cutoff must be >= 0 (got {self.latency_cutoff})"),
-            (self.rtl_random >= 0, f"--rtl-random must be >= 0 (got {self.rtl_random})"),
-            (self.board in BOARDS, f"unknown board {self.board!r} for this tool: it builds end to end only for "
-             f"{', '.join(BOARDS)} (on_target.py drives a PYNQ-Z2, part xc7z020)"),
-            (self.accelerator in ACCELERATORS,
-             f"accelerator {self.accelerator!r} is not available: choose {', '.join(ACCELERATORS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolError(message, ExitCode.USAGE)
-        for name in ("default_precision", "exp_table_t", "inv_table_t"):
-            check_fixed_type("--" + name.replace("_", "-"), getattr(self, name))
+        """Reject impossible values with a message naming the fix (exit code 2), before any work:
+        what each field's ``Setting`` allows (its range, choices or check)."""
+        for f in dataclasses.fields(self):
+            declared, value = f.metadata[SETTING], getattr(self, f.name)
+            label = option_name(f.name) if declared.option else f.name.replace("_", " ")
+            if declared.within is not None and not declared.within.holds(value):
+                raise ToolError(f"{label} must be {declared.within.describe()} (got {printable(value)})")
+            if declared.choices is not None and value not in declared.choices:
+                raise ToolError(f"{label} must be one of {', '.join(declared.choices)} (got {printable(value)!r})")
+            if declared.check is not None:
+                declared.check(label, value)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,13 +296,6 @@ class BuildConfig:
         return {name: getattr(self, name) for name in names}
 
 
-def check_fixed_type(option: str, value: str) -> None:
-    """Refuse a fixed-point type string that hls4ml or the C++ compiler would choke on later."""
-    match = FIXED_TYPE.fullmatch(value) if isinstance(value, str) else None
-    width = int(match["width"]) if match else 0
-    sat_bits = int(match["sat_bits"] or 0) if match else 0
-    if not (match and 1 <= width <= MAX_FIXED_WIDTH and abs(int(match["integer"])) <= MAX_FIXED_WIDTH
-            and sat_bits <= width):
-        raise ToolError(f"{option} must be a fixed-point type ap_fixed<W,I> or ap_ufixed<W,I> (optionally with "
-                        f"rounding and overflow modes), W from 1 to {MAX_FIXED_WIDTH}, such as ap_fixed<16,6> "
-                        f"(got {value!r})", ExitCode.USAGE)
+def keyed_by(step: str) -> tuple[str, ...]:
+    """The fields whose declaration names ``step``: the settings its cache key hashes."""
+    return tuple(f.name for f in dataclasses.fields(BuildConfig) if step in f.metadata[SETTING].keys)

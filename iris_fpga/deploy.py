@@ -84,11 +84,8 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"seconds allowed for connecting, for each remote command including "
                             f"on_target.py, and for another deploy to the folder to finish; at most "
                             f"{MAX_TIMEOUT:.0f} (default: %(default)s)")
-    try:
-        group.add_argument("--emulate", action="store_true",
-                           help="run on_target.py with --emulate (C-simulation stand-in, no FPGA)")
-    except argparse.ArgumentError:
-        pass  # the caller's parser already has --emulate; share it
+    group.add_argument("--emulate", action="store_true",
+                       help="run on_target.py with --emulate (C-simulation stand-in, no FPGA)")
 
 
 def _control(text: str) -> bool:

@@ -239,6 +239,11 @@ def test_bitstream_with_a_failing_vivado_names_the_log(built: Build, tmp_path):
     assert _package_digests(build.package_dir) == before  # the previous package is untouched
 
 
+def test_default_build_keeps_its_id(built: Build):
+    """README's promise: the default build (recipe default, seed 0) has the id it always had."""
+    assert built.manifest["build_id"] == "4a2fdc9db9370b02", built.manifest["build_id_parts"]
+
+
 def test_settings_round_trip_through_the_manifest(built: Build):
     from iris_fpga.config import BuildConfig
 
@@ -316,7 +321,7 @@ def test_out_of_range_means_the_cast_changes_the_value(signed, width, integer, s
 
 def _parses(*argv: str) -> bool:
     """True when BuildModel accepts the options; a refusal must be one line with exit code 2."""
-    from BuildModel import parse_args
+    from iris_fpga.flow.cli import parse_args
     from iris_fpga.errors import ExitCode, ToolError
 
     try:
@@ -369,7 +374,7 @@ def test_fixed_point_types_accepted_exactly_when_well_formed(name, width, intege
 
 
 def test_help_states_the_limits(capsys):
-    from BuildModel import parse_args
+    from iris_fpga.flow.cli import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--help"])
@@ -438,7 +443,7 @@ def test_the_table_declares_the_known_dataflow():
 def test_every_setting_invalidates_exactly_the_steps_that_depend_on_it():
     import dataclasses
 
-    from BuildModel import BuildModel
+    from iris_fpga.flow.runner import BuildModel
     from iris_fpga.flow.steps import STEPS
     from iris_fpga.config import BuildConfig
 
@@ -477,8 +482,8 @@ def test_a_new_package_version_invalidates_its_steps():
 
 
 def test_cache_keys_need_no_tensorflow():
-    code = ("import sys, BuildModel; from iris_fpga.config import BuildConfig; "
-            "BuildModel.BuildModel(BuildConfig()).keys(); "
+    code = ("import sys; from iris_fpga.flow.runner import BuildModel; from iris_fpga.config import BuildConfig; "
+            "BuildModel(BuildConfig()).keys(); "
             "heavy = [m for m in ('tensorflow', 'tf_keras', 'hls4ml', 'qkeras') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

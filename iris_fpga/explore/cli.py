@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from iris_fpga.arguments import DefaultsHelpFormatter, OneLineParser
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.explore import outputs
 from iris_fpga.explore.front import MIN_ACCURACY
@@ -14,15 +15,10 @@ from iris_fpga.explore.space import expand, load_space
 MAX_SEEDS = 100
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ToolError(f"{message} (see --help)", ExitCode.USAGE)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(description="Find the cheapest Iris network that still classifies: BuildModel.py over a "
+    parser = OneLineParser(description="Find the cheapest Iris network that still classifies: BuildModel.py over a "
                      "space of settings on a Dask cluster, da4ml's estimate for every point, yosys for the "
-                     "accuracy/LUT Pareto front.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                     "accuracy/LUT Pareto front.", formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--space", type=Path, help="JSON: BuildModel.py option names to lists of values "
                         "(default: the built-in 24 points over --hidden, --weight-bits, --activation-bits, --sparsity)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per point; a point scores its worst seed")

@@ -1,8 +1,8 @@
 """The search space: BuildModel.py option names to lists of values; its points are their product.
 
-Every point is checked with BuildModel.py's own parser, in this process, before any work: an
-unknown option, a value BuildModel.py refuses, or an option the explorer sets itself is one line
-and exit 2.
+Every point is checked with BuildModel.py's own parser (``iris_fpga.flow.cli``), in this process,
+before any work: an unknown option, a value BuildModel.py refuses, or an option the explorer sets
+itself is one line and exit 2.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from iris_fpga.cache import fingerprint
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import load_json, printable
+from iris_fpga.flow.cli import make_parser, parse_args
 
 #: 3 x 2 x 2 x 2 = 24 points: small networks around the README's 16-16-3, 4/4-bit one.
 DEFAULT_SPACE = {
@@ -62,8 +63,6 @@ def load_space(path: Path | None) -> dict:
 
 def expand(space: dict, source: str = "the default space") -> list[Point]:
     """Every point of the space, each checked by BuildModel.py's parser; duplicates once."""
-    from BuildModel import make_parser, parse_args
-
     options = {name: action for action in make_parser()._actions for name in action.option_strings}
     for key, values in space.items():
         check_entry(key, values, options, source)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from iris_fpga import data as iris_data
 from iris_fpga.cache import StepState
-from iris_fpga.config import BuildConfig
+from iris_fpga.config import BuildConfig, keyed_by
 
 # Work files of <output-dir>/pipeline/ that more than one step reads.
 WEIGHTS = "weights.npz"  # train: the exact trained state
@@ -37,17 +37,18 @@ def always(build: "Build") -> str | None:
 class Step:
     """One row of the step table.
 
-    ``settings`` and ``versions`` are the BuildConfig fields and the packages (or ``g++``) its
-    cache key hashes (with ``code``, source this project compiles into the outputs); ``upstream`` the steps whose keys its key includes. ``when`` gives the reason
-    the step takes no part in this run (None: it does). ``may_skip`` says when the step may decline
-    at run time; later steps then do without it, so ``--from`` never requires it. ``publishes``
-    names files of the staging folder that the package gets whenever the step has a result.
-    ``summary`` turns its result into (label, text) lines. A step with ``cached=False`` always runs.
+    ``settings`` (the BuildConfig fields whose declaration names the step, see ``config.Setting``)
+    and ``versions`` (packages, or ``g++``) are what its cache key hashes, with ``code`` (source
+    this project compiles into the outputs); ``upstream`` the steps whose keys its key includes.
+    ``when`` gives the reason the step takes no part in this run (None: it does). ``may_skip``
+    says when the step may decline at run time; later steps then do without it, so ``--from``
+    never requires it. ``publishes`` names files of the staging folder that the package gets
+    whenever the step has a result. ``summary`` turns its result into (label, text) lines. A step
+    with ``cached=False`` always runs.
     """
 
     name: str
     run: Callable[["Build"], Outcome]
-    settings: tuple[str, ...] = ()
     versions: tuple[str, ...] = ()
     upstream: tuple[str, ...] = ()
     when: Callable[["Build"], str | None] = always
@@ -57,6 +58,10 @@ class Step:
     cached: bool = True
     code: tuple[str, ...] = ()  # texts of this project's own code that the outputs depend on
     standalone: bool = False  # reads only package/: ``--from`` it needs no pipeline state
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return keyed_by(self.name)
 
     def published(self, result: dict):
         """(name in the package, path in the staging folder) of each file the package gets from this step.

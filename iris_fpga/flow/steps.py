@@ -324,30 +324,26 @@ def board_named(build: Build) -> str | None:
 
 
 # -- the table --------------------------------------------------------------------------------
+# The settings each step's cache key hashes are not listed here: each BuildConfig field names its
+# steps where it is declared (iris_fpga/config.py), and Step.settings reads them.
 STEPS = (
-    Step("data", step_data, settings=("test_size", "split_random_state"), versions=("scikit-learn", "numpy"),
-         publishes=DATA_FILES),
-    Step("train", step_train,
-         settings=("seed", "epochs", "lr", "batch_size", "validation_split", "sparsity", "pruning_begin_step",
-                   "pruning_frequency", "hidden", "weight_bits", "activation_bits"),
-         versions=("tensorflow", "tf-keras", "qkeras", "tensorflow-model-optimization", "numpy"),
+    Step("data", step_data, versions=("scikit-learn", "numpy"), publishes=DATA_FILES),
+    Step("train", step_train, versions=("tensorflow", "tf-keras", "qkeras", "tensorflow-model-optimization", "numpy"),
          upstream=("data",), summary=sparsity_lines),
-    Step("convert", step_convert, settings=("board", "reuse_factor", "default_precision", "exp_table_t", "inv_table_t"),
-         versions=("hls4ml",), upstream=("train",), publishes=(DRIVER,)),
+    Step("convert", step_convert, versions=("hls4ml",), upstream=("train",), publishes=(DRIVER,)),
     Step("profile", step_profile, versions=("matplotlib",), upstream=("convert",), publishes=(PROFILE,),
          summary=profile_lines),
-    Step("csim", step_csim, settings=("rtl_random",), versions=(COMPILER,), upstream=("convert",),
-         publishes=CSIM_FILES, summary=accuracy_lines, code=(WEIGHTS_DIR_SOURCE,)),
-    Step("rtl", step_rtl, settings=("latency_cutoff",), versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked,
-         publishes=(ESTIMATE,), summary=rtl_lines),
-    Step("ip", step_ip, settings=("latency_cutoff", "seed"), versions=RTL_TOOLS + ("cocotb", "cocotbext-axi"),
-         upstream=("rtl",), when=ip_asked, publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
+    Step("csim", step_csim, versions=(COMPILER,), upstream=("convert",), publishes=CSIM_FILES, summary=accuracy_lines,
+         code=(WEIGHTS_DIR_SOURCE,)),
+    Step("rtl", step_rtl, versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked, publishes=(ESTIMATE,),
+         summary=rtl_lines),
+    Step("ip", step_ip, versions=RTL_TOOLS + ("cocotb", "cocotbext-axi"), upstream=("rtl",), when=ip_asked,
+         publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
     Step("emulator", step_emulator, versions=("verilator",), upstream=("ip",), when=ip_asked,
          summary=emulator_lines, code=(EMULATOR_HARNESS, " ".join(EMULATOR_FLAGS))),
-    Step("bitstream", step_bitstream, settings=("accelerator",), upstream=("convert", "ip"),
-         may_skip="when Vivado is not installed", publishes=BITSTREAM_FILES,
-         summary=bitstream_lines),
-    Step("package", step_package, settings=("accelerator",), cached=False, summary=package_lines),
+    Step("bitstream", step_bitstream, upstream=("convert", "ip"), may_skip="when Vivado is not installed",
+         publishes=BITSTREAM_FILES, summary=bitstream_lines),
+    Step("package", step_package, cached=False, summary=package_lines),
     Step("deploy", step_deploy, when=board_named, cached=False, standalone=True),
 )
 STEP_NAMES = tuple(step.name for step in STEPS)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iris_fpga.config import IP_CLOCK_HZ
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json
 from iris_fpga.ip import verify
@@ -96,7 +97,7 @@ def run_ip(
         "fits": fits,
         "longest_path_cells": result.get("longest_path_cells") if result else None,
         "timing_note": "no timing analysis here: longest_path_cells is yosys' longest chain of cells between "
-        "registers (ltp -noff), a proxy; 100 MHz is the PYNQ-Z2 design's clock",
+        f"registers (ltp -noff), a proxy; {IP_CLOCK_HZ / 1e6:g} MHz is the PYNQ-Z2 design's clock",
         "cycles_per_sample": round(steady["span_cycles"] / len(samples), 4),
         "cycles_per_sample_how": f"{len(samples)} samples in one frame, sink always ready: clocks from the first "
         "input handshake to the last output handshake, divided by the samples",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from iris_fpga.config import IP_CLOCK_HZ
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.ip import casts
 from iris_fpga.ip.casts import Code
@@ -76,10 +77,10 @@ def top_module(d: Design) -> str:
 
 def _ports() -> list[str]:
     axis = "TDATA_NUM_BYTES 4, TDEST_WIDTH 0, TID_WIDTH 0, TUSER_WIDTH 0, HAS_TREADY 1, HAS_TSTRB 0, HAS_TKEEP 0, " \
-           "HAS_TLAST 1, FREQ_HZ 100000000"
+           f"HAS_TLAST 1, FREQ_HZ {IP_CLOCK_HZ}"
     return [
         '    (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 ap_clk CLK" *)',
-        '    (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF in_r:out_r, ASSOCIATED_RESET ap_rst_n, FREQ_HZ 100000000" *)',
+        f'    (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF in_r:out_r, ASSOCIATED_RESET ap_rst_n, FREQ_HZ {IP_CLOCK_HZ}" *)',
         "    input wire ap_clk,",
         '    (* X_INTERFACE_INFO = "xilinx.com:signal:reset:1.0 ap_rst_n RST" *)',
         '    (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)',

@@ -12,7 +12,8 @@ Verdict policy (what makes exit code 1):
   ``tolerance`` (default :data:`DEFAULT_TOLERANCE`). This is a *failure*, not a warning: the FPGA
   runs the design that the C-simulation models bit for bit, and both return float32 values that
   hold every ap_fixed output exactly, so any difference beyond float32 noise means a different
-  design, a broken transfer or a driver bug. In emulation the same library computes both: 0.
+  design, a broken transfer or a driver bug. In emulation it is 0 too: for an ``hls`` package the
+  same C-simulation library computes both, for ``rtl`` the Verilated IP, bit-exact with it.
 * every source present (Keras, C-sim, hardware) must reach ``min_accuracy``;
 * ``y_hw.json``'s build id must equal ``manifest.json``'s. On a mismatch the hardware results are
   *not* compared at all (never a silent comparison of two different models).
@@ -30,7 +31,8 @@ folder in their place is refused); strings from files are printed escaped.
 
 Modules: ``sources`` (the files and who makes them), ``records`` (the JSON files' fields),
 ``load`` (reading and checking the package folder), ``checks`` (the report and its verdict),
-``text`` (the terminal report), ``plots`` (the figures), ``html`` (the ``--html`` page).
+``text`` (the terminal report), ``plots`` (the figures), ``html`` (the ``--html`` page), ``cli``
+(the command line of ``utilities/validate_model.py`` and ``iris-fpga-validate``).
 """
 from iris_fpga.validation.checks import DEFAULT_TOLERANCE, Report, validate
 from iris_fpga.validation.load import PackageData, load_package

@@ -1,9 +1,9 @@
-"""A stand-in for the ``pynq`` package: an emulated PYNQ-Z2 running the hls4ml accelerator.
+"""A stand-in for the ``pynq`` package: an emulated PYNQ-Z2 running the package's accelerator.
 
 THIS IS NOT THE REAL PYNQ. It lets the unmodified, hls4ml-generated ``axi_stream_driver.py``
 (``NeuralNetworkOverlay``) run on a workstation with no FPGA: ``allocate`` returns numpy-backed
-buffers, the DMA channels of ``hier_0.axi_dma_0`` implement ``transfer``/``wait``, and the
-accelerator's stream is computed by the HLS C-simulation library that hls4ml compiled
+buffers, the DMA channels of ``hier_0.axi_dma_0`` implement ``transfer``/``wait``, and for an
+``hls`` package the accelerator's stream is computed by the HLS C-simulation library that hls4ml compiled
 (``myproject_float(float*, float*)`` through ctypes, one sample at a time; no TensorFlow or
 hls4ml at run time).
 
