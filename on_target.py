@@ -65,7 +65,7 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 # Exit codes: the same numbers as iris_fpga/errors.py (ExitCode), which this script cannot import
-# because it runs on the board. Keep them in step (tests/test_on_target.py checks).
+# because it runs on the board. Keep them in step (tests/test_on_target_drift.py checks).
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # repeated runs of the accelerator disagreed
 EXIT_USAGE = 2  # bad option; missing, corrupt or mismatched file; wrong shape or dtype
@@ -75,22 +75,26 @@ PACKAGE_DIR = Path(os.path.abspath(__file__)).parent  # where the script is, lin
 DRIVER_CLASS = "NeuralNetworkOverlay"
 
 # The package contract: the same names as iris_fpga/contract.py, which this script cannot import.
-# Keep them in step (tests/test_on_target.py checks).
+# Keep them in step: tests/test_on_target_drift.py compares every constant of contract.py.
 MANIFEST = "manifest.json"
 RESULT_FILES = ("y_hw.npy", "y_hw.json")
 DATA_FILES = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
 CSIM_FILES = ("y_keras.npy", "y_hls.npy")
-DRIVER_FILE = "axi_stream_driver.py"
+DRIVER = "axi_stream_driver.py"
 BOARD_SCRIPT = "on_target.py"
 NOTEBOOK = "on_target.ipynb"
 ESTIMATE = "hardware_estimate.json"
-BITSTREAM_FILES = ("hls4ml_nn.bit", "hls4ml_nn.hwh")
+PROFILE = "numerical_profile.png"
+BITSTREAM_STEM = "hls4ml_nn"
+BITSTREAM_FILES = (BITSTREAM_STEM + ".bit", BITSTREAM_STEM + ".hwh")
+VIVADO_REPORTS = ("vivado_utilization.rpt", "vivado_timing.rpt")
 EMULATION_DIR = "emulation"
 PYCACHE = "__pycache__"
 MANIFEST_FIELDS = {"build_id": str, "created": str, "settings": dict, "versions": dict, "files": dict}
 MAX_MANIFEST_BYTES = 1 << 20
 # Every name a package may hold a file of: --output may name none of them.
-PACKAGE_FILES = DATA_FILES + CSIM_FILES + (DRIVER_FILE, BOARD_SCRIPT, NOTEBOOK, ESTIMATE, MANIFEST) + BITSTREAM_FILES
+PACKAGE_FILES = DATA_FILES + CSIM_FILES + (DRIVER, BOARD_SCRIPT, NOTEBOOK, ESTIMATE, PROFILE, MANIFEST) \
+    + BITSTREAM_FILES + VIVADO_REPORTS
 DEFAULT_INPUT, LABELS_FILE = DATA_FILES[:2]
 DEFAULT_BITFILE = BITSTREAM_FILES[0]
 DEFAULT_OUTPUT = RESULT_FILES[0]
@@ -214,7 +218,10 @@ class Ip(NamedTuple):
         return self.n_out * FLOAT32_BYTES
 
 
-FIXED_TYPE = re.compile(r"ap_(u?)fixed<\s*(\d{1,4})\s*,\s*(-?\d{1,4})\s*(?:,[^<>]*)?>")
+# ap_fixed<W,I[,Q[,O[,N]]]> as hls4ml writes a type (definition_cpp), and ap_int<W>.
+FIXED_TYPE = re.compile(r"ap_(u?)fixed<\s*(\d{1,4})\s*,\s*(-?\d{1,4})\s*"
+                        r"(?:,\s*AP_(TRN|TRN_ZERO|RND|RND_ZERO|RND_INF|RND_MIN_INF|RND_CONV)\s*"
+                        r"(?:,\s*AP_(?:WRAP|SAT|SAT_ZERO|SAT_SYM)\s*(?:,\s*\d{1,4}\s*)?)?)?>")
 INT_TYPE = re.compile(r"ap_(u?)int<\s*(\d{1,4})\s*>")
 MAX_TYPE_BITS = 1023  # 2.0 ** 1024 overflows a float
 
@@ -278,18 +285,29 @@ def read_ip(manifest):
 
 
 def input_range(type_name):
-    """[low, high) of an ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W> or ap_uint<W>."""
+    """[low, high): the inputs an ap_fixed<W,I[,Q,...]>, ap_ufixed, ap_int<W> or ap_uint<W> holds.
+
+    The rule of iris_fpga/flow/checks.py's input_range: ap_fixed first rounds a float to the type's
+    step (truncation, hls4ml's default, or a rounding mode, which moves both edges down by half a
+    step), then wraps or saturates what lies outside. ap_fixed<16,6>: [-32, 32).
+    """
     match = isinstance(type_name, str) and (FIXED_TYPE.fullmatch(type_name) or INT_TYPE.fullmatch(type_name))
     if not match:
-        raise TargetError("{} gives input_type {!r}: expected ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W> or "
-                          "ap_uint<W>".format(MANIFEST, type_name))
-    width = int(match.group(2))
-    integer = int(match.group(3)) if match.re is FIXED_TYPE else width
+        raise TargetError("{} gives input_type {!r}: expected ap_fixed<W,I>, ap_ufixed<W,I> (optionally with "
+                          "rounding and overflow modes), ap_int<W> or ap_uint<W>".format(MANIFEST, type_name))
+    signed, width = match.group(1) != "u", int(match.group(2))
+    fixed = match.re is FIXED_TYPE
+    integer = int(match.group(3)) if fixed else width
+    rounding = (match.group(4) if fixed else None) or "TRN"
     if not 1 <= width <= MAX_TYPE_BITS or abs(integer) > MAX_TYPE_BITS:
         raise TargetError("{} gives input_type {!r}: at most {} bits".format(MANIFEST, type_name, MAX_TYPE_BITS))
-    if match.group(1) == "u":
-        return 0.0, 2.0 ** integer
-    return -(2.0 ** (integer - 1)), 2.0 ** (integer - 1)
+    step = 2.0 ** -(width - integer)
+    top = integer - int(signed)  # high = 2**top
+    high = math.ldexp(1.0, top)  # finite: at most 1023 bits
+    low = -high if signed else 0.0
+    if rounding.startswith("RND"):
+        return low - step / 2, high - step / 2
+    return low, high
 
 
 # --------------------------------------------------------------------------- files
@@ -440,8 +458,10 @@ def load_labels(np, input_path, n):
 
 
 def out_of_range(np, x, ip):
-    """Input values the IP's input type cannot hold (it wraps or saturates them), and their samples."""
-    outside = (x < ip.low) | (x >= ip.high)
+    """Input values the IP's input type cannot hold (it wraps or saturates them), and their samples:
+    the rule of iris_fpga/flow/checks.py's out_of_range, which names the samples only."""
+    x = np.asarray(x, dtype=np.float64)  # float32 against the edges would round them (NEP 50)
+    outside = ~np.isfinite(x) | (x < ip.low) | (x >= ip.high)
     rows = np.flatnonzero(outside.any(axis=1))
     return {"input_type": ip.input_type, "range": [ip.low, ip.high], "values": int(outside.sum()),
             "samples": int(rows.size), "first_samples": rows[:100].tolist()}
@@ -680,19 +700,19 @@ def check_root():
 
 
 def load_driver():
-    path = PACKAGE_DIR / DRIVER_FILE
+    path = PACKAGE_DIR / DRIVER
     if not path.is_file():
-        raise TargetError("{} not found beside on_target.py: copy the whole package folder".format(DRIVER_FILE))
+        raise TargetError("{} not found beside on_target.py: copy the whole package folder".format(DRIVER))
     spec = importlib.util.spec_from_file_location("axi_stream_driver", str(path))
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # any error in the generated code means the driver does not load
         raise TargetError("the generated driver {} does not load: {}: {}".format(
-            DRIVER_FILE, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
+            DRIVER, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
     driver = getattr(module, DRIVER_CLASS, None)
     if driver is None:
-        raise TargetError("{} defines no {}".format(DRIVER_FILE, DRIVER_CLASS), EXIT_BOARD)
+        raise TargetError("{} defines no {}".format(DRIVER, DRIVER_CLASS), EXIT_BOARD)
     return driver
 
 
@@ -839,6 +859,13 @@ class Accelerator:
         return "stopped the DMA channels"
 
 
+def printable(text):
+    """``str(text)`` with every non-printable character escaped as ``repr`` does (``\\x1b``, ``\\n``,
+    ``\\u202e``), so that a name or text from a file can neither rewrite the terminal nor start a line
+    of its own: the copy of iris_fpga/fileio.py's printable (tests/test_on_target_drift.py compares)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _first_line(exc):
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -873,7 +900,7 @@ def prepare(np, args):
     if not output.parent.is_dir():
         raise TargetError("--output {}: folder {} does not exist".format(output, output.parent))
     bitfile = choose_bitfile(args)
-    used = [input_path, input_path.parent / LABELS_FILE, PACKAGE_DIR / DRIVER_FILE]
+    used = [input_path, input_path.parent / LABELS_FILE, PACKAGE_DIR / DRIVER]
     used += [bitfile, bitfile.with_suffix(".hwh")] if bitfile else []
     check_output(output, listed, used)
     verify_used(listed, used)
@@ -1026,7 +1053,7 @@ def run(argv):
     label, where = ("[emulation]", "emulated board") if args.emulate else ("[board]", "board")
 
     def say(text):
-        print("{} {}".format(label, text), flush=True)
+        print("{} {}".format(label, printable(text)), flush=True)
 
     np = _import_numpy()
     job = prepare(np, args)
@@ -1045,13 +1072,14 @@ def main(argv=None):
     try:
         return run(argv)
     except TargetError as exc:
-        print("error: {}".format(exc), file=sys.stderr, flush=True)
+        print("error: {}".format(printable(exc)), file=sys.stderr, flush=True)
         return exc.code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
     except Exception as exc:  # never a traceback: one line and the board's code
-        print("error: unexpected {}: {}".format(type(exc).__name__, _first_line(exc)), file=sys.stderr, flush=True)
+        print("error: unexpected {}: {}".format(type(exc).__name__, printable(_first_line(exc))), file=sys.stderr,
+              flush=True)
         return EXIT_BOARD
 
 
