@@ -5,9 +5,9 @@ On the board, in the copied package folder:   sudo python3 on_target.py
 Without a board (an emulated PYNQ-Z2):         python on_target.py --emulate
 
 Writes y_hw.npy (the accelerator's outputs, float32 (N, n_out)) and beside it y_hw.json (build id,
-mode, pynq version, samples, latency and throughput, date, ...), both or neither: a failed run
-leaves no half-written result and never one without the other. Prints the accuracy when
-y_test.npy is beside the input. --output may name no file of the package.
+mode, pynq version, samples, latency and throughput, date, the array's sha256, ...), both or
+neither: a failed run leaves no half-written result and never one without the other. Prints the
+accuracy when y_test.npy is beside the input. --output may name no file of the package.
 
 manifest.json describes the IP (accelerator, part, n_in, n_out, input_type; today's PYNQ-Z2
 values stand in for a field an older manifest lacks) and lists every file with its sha256: a
@@ -15,6 +15,12 @@ listed file that is a link, FIFO or folder is refused, and so is one it uses who
 differs. Without manifest.json the run is refused unless --no-manifest asks for it (the record
 then says "manifest_checked": false). Input values outside input_type's range are counted and
 named, not refused: the run shows what the IP does with them.
+
+Nothing runs that was not checked: the script's first statement takes its own folder off
+sys.path (an unlisted numpy.py or statistics.py there never runs), and the driver and the
+stand-in pynq run from the very bytes whose sha256 was checked, never through Python's import,
+which would prefer a __pycache__/*.pyc beside them; no bytecode is written. Every line printed
+passes names and text through printable(), so no control character reaches the terminal.
 
 This script runs on the board's own Python (PYNQ images ship Python 3.8 to 3.10 with numpy and
 pynq, no TensorFlow, no hls4ml): standard library, numpy and pynq only, Python 3.8 syntax, and it
@@ -29,8 +35,9 @@ its pitfalls:
 - a transfer that never completes would hang predict() forever: each has a deadline (--timeout),
   after which the DMA channels are stopped and the run fails.
 
---emulate puts package/emulation/ on sys.path: a stand-in pynq whose accelerator is hls4ml's
-compiled C-simulation, with the package's own copy of the weights. It needs no bitstream (then
+--emulate runs package/emulation/pynq/ as pynq: a stand-in whose accelerator is hls4ml's compiled
+C-simulation with the package's own copy of the weights, or for an rtl package the project's
+Verilog IP, Verilated (emulation/accelerator.json says which). It needs no bitstream (then
 y_hw.json says "bitfile": null), and everything it prints and records is labelled as emulation.
 Its library is compiled for the workstation (x86-64): on another machine (a board) --emulate
 refuses (code 2). Its deadlines fit its own pace (EMULATED_SECONDS_PER_SAMPLE), and a transfer
@@ -41,28 +48,35 @@ hls4ml_nn.bit without --emulate is an input error, code 2, and says to use --emu
 --emulate the library's machine (code 2), then pynq, root, driver, overlay, DMA (code 4). On a
 workstation without pynq, a run with a bitstream present exits 4.
 """
-from __future__ import annotations
-
-import argparse
-import datetime
-import hashlib
-import importlib.util
-import io
-import json
-import math
 import os
-import platform
-import re
-import signal
-import stat
-import statistics
 import sys
-import tempfile
-import threading
-import time
-import xml.etree.ElementTree as ElementTree
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+
+# First, before any other import: this folder off sys.path, and no bytecode written. Python puts a
+# script's folder first on sys.path, so an unlisted statistics.py or numpy.py in the package would
+# run at the next import (and a __future__.py at a `from __future__` import, which this script
+# therefore has none of). os and sys are loaded by Python's own start-up, before any script runs.
+_HERE = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != _HERE]
+sys.dont_write_bytecode = True  # no __pycache__ in the package: the manifest lists its files
+
+import argparse  # noqa: E402 (after the sys.path fix above, on purpose)
+import datetime  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import stat  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+import xml.etree.ElementTree as ElementTree  # noqa: E402
+from pathlib import Path, PurePosixPath  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 # Exit codes: the same numbers as iris_fpga/errors.py (ExitCode), which this script cannot import
 # because it runs on the board. Keep them in step (tests/test_on_target_drift.py checks).
@@ -89,6 +103,8 @@ BITSTREAM_STEM = "hls4ml_nn"
 BITSTREAM_FILES = (BITSTREAM_STEM + ".bit", BITSTREAM_STEM + ".hwh")
 VIVADO_REPORTS = ("vivado_utilization.rpt", "vivado_timing.rpt")
 EMULATION_DIR = "emulation"
+STANDIN = EMULATION_DIR + "/pynq/__init__.py"  # the stand-in pynq of --emulate
+MAX_MODULE_BYTES = 1 << 24  # the driver and the stand-in are a few tens of kB
 PYCACHE = "__pycache__"
 MANIFEST_FIELDS = {"build_id": str, "created": str, "settings": dict, "versions": dict, "files": dict}
 MAX_MANIFEST_BYTES = 1 << 20
@@ -229,21 +245,15 @@ MAX_TYPE_BITS = 1023  # 2.0 ** 1024 overflows a float
 def read_manifest(allow_absent):
     """manifest.json beside this script, checked as iris_fpga.contract.read_manifest checks it."""
     path = PACKAGE_DIR / MANIFEST
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
+    data = read_regular(path, MAX_MANIFEST_BYTES)
+    if data is None:
         if allow_absent:
             return None
         raise TargetError("no {} beside on_target.py, so no file can be checked: copy the whole package "
-                          "folder, or run with --no-manifest to use the files unchecked".format(MANIFEST)) from None
-    except OSError as exc:
-        raise TargetError("{}: {}".format(path, exc.strerror)) from None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
-        raise TargetError("{} is not a regular file of at most {} bytes: copy the package folder again".format(
-            path, MAX_MANIFEST_BYTES))
+                          "folder, or run with --no-manifest to use the files unchecked".format(MANIFEST))
     try:
-        manifest = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise TargetError("{} is corrupt ({}): copy the package folder again".format(path, _first_line(exc))) from None
     wrong = [k for k, kind in MANIFEST_FIELDS.items()
              if not isinstance(manifest, dict) or not isinstance(manifest.get(k), kind)]
@@ -256,6 +266,33 @@ def read_manifest(allow_absent):
     if bad:
         raise TargetError("{}: file entry {!r} is not a plain relative path with a sha256".format(path, bad[0]))
     return manifest
+
+
+def read_regular(path, limit):
+    """The bytes of the regular file ``path``, at most ``limit`` of them; None when it is absent.
+
+    Opened without following a link or waiting on a FIFO, and checked through its descriptor, so the
+    bytes returned are those of the file that was checked (as iris_fpga/fileio.py's read_untrusted).
+    """
+    try:
+        fd = os.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TargetError("{} is not a regular file of the package ({}): copy the package folder again".format(
+            path, exc.strerror)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise TargetError("{} is not a regular file of at most {} bytes: copy the package folder again".format(
+                path, limit))
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise TargetError("{} is larger than {} bytes: copy the package folder again".format(path, limit))
+    return data
 
 
 def _plain_relative(name):
@@ -598,32 +635,81 @@ def save_results(np, output, y, record):
 # --------------------------------------------------------------------------- board
 
 
-def import_pynq(emulate):
-    """The real pynq, or with --emulate the stand-in in emulation/, never one for the other."""
-    if emulate:
-        folder = PACKAGE_DIR / EMULATION_DIR
-        if not (folder / "pynq" / "__init__.py").is_file():
-            raise TargetError("{} holds no emulated board (pynq/__init__.py): re-run the package step "
-                              "(python BuildModel.py --from package)".format(folder))
-        sys.path.insert(0, str(folder))
-    try:
-        import pynq
-    except ImportError as exc:
-        if emulate:
-            raise TargetError("the emulated board does not load: {}".format(_first_line(exc)), EXIT_BOARD) from None
-        raise TargetError("pynq is not installed for {}: this is not a PYNQ board (without a board, run "
-                          "python on_target.py --emulate)".format(sys.executable), EXIT_BOARD) from None
-    except Exception as exc:  # a broken installation can raise anything at import
-        raise TargetError("pynq does not load: {}: {}".format(type(exc).__name__, _first_line(exc)),
-                          EXIT_BOARD) from None
+def import_pynq(emulate, listed):
+    """The real pynq, or with --emulate the stand-in in emulation/ (run from its checked bytes), never
+    one for the other."""
+    pynq = load_standin(listed) if emulate else _import_real_pynq()
     emulated = getattr(pynq, "EMULATED", False) is True
     if emulate and not emulated:
-        raise TargetError("--emulate imported a real pynq ({}) instead of the emulated board".format(
+        raise TargetError("--emulate loaded a pynq ({}) that is not the emulated board".format(
             getattr(pynq, "__file__", "?")), EXIT_BOARD)
     if not emulate and emulated:
         raise TargetError("the pynq found at {} is the emulation stand-in, not the real pynq: run with "
                           "--emulate or fix PYTHONPATH".format(getattr(pynq, "__file__", "?")), EXIT_BOARD)
     return pynq
+
+
+def load_standin(listed):
+    """emulation/pynq/__init__.py as the module ``pynq``, which the driver's ``from pynq import`` takes."""
+    path = PACKAGE_DIR / STANDIN
+    if not path.is_file():
+        raise TargetError("{} holds no emulated board ({}): re-run the package step (python BuildModel.py "
+                          "--from package)".format(PACKAGE_DIR / EMULATION_DIR, STANDIN))
+    source = checked_source(path, listed)
+    try:
+        pynq = module_from_source("pynq", path, source, package=True)
+    except Exception as exc:  # anything the stand-in raises at load means it does not load
+        raise TargetError("the emulated board does not load: {}: {}".format(type(exc).__name__, _first_line(exc)),
+                          EXIT_BOARD) from None
+    sys.modules["pynq"] = pynq
+    return pynq
+
+
+def _import_real_pynq():
+    """The board's installed pynq (this script's folder is off sys.path: never a file of the package)."""
+    try:
+        import pynq
+    except ImportError:
+        raise TargetError("pynq is not installed for {}: this is not a PYNQ board (without a board, run "
+                          "python on_target.py --emulate)".format(sys.executable), EXIT_BOARD) from None
+    except Exception as exc:  # a broken installation can raise anything at import
+        raise TargetError("pynq does not load: {}: {}".format(type(exc).__name__, _first_line(exc)),
+                          EXIT_BOARD) from None
+    return pynq
+
+
+def checked_source(path, listed):
+    """The bytes of the package file ``path``, read once, whose sha256 is the one manifest.json lists.
+
+    ``listed`` is the manifest's ``files`` (None without a manifest: then nothing is checked, and
+    the record says so). A file the manifest does not list is refused: nothing runs unchecked.
+    """
+    name = _package_name(path) or str(path)
+    source = read_regular(path, MAX_MODULE_BYTES)
+    if source is None:
+        raise TargetError("{} not found beside on_target.py: copy the whole package folder".format(name))
+    if listed is not None and name not in listed:
+        raise TargetError("{} is not a file {} lists, so it is not run: copy the package folder again".format(
+            name, MANIFEST))
+    if listed is not None and hashlib.sha256(source).hexdigest() != listed[name]:
+        raise TargetError("{} is not the file {} lists (its sha256 differs): a file from another build? Copy the "
+                          "whole package folder again".format(name, MANIFEST))
+    return source
+
+
+def module_from_source(name, path, source, package=False):
+    """A fresh module run from ``source``, the checked bytes of ``path``.
+
+    Not Python's import: that would run a __pycache__/*.pyc found beside the file instead (an
+    unchecked-hash .pyc is never compared with its source) and read the file again after the check.
+    Nothing is cached or written. ``package``: a package whose submodules come from nowhere.
+    """
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    if package:
+        module.__path__ = []
+    exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
+    return module
 
 
 def _elf_machine(path):
@@ -699,14 +785,12 @@ def check_root():
                           EXIT_BOARD)
 
 
-def load_driver():
+def load_driver(listed):
+    """The generated driver's overlay class, run from the driver's checked bytes."""
     path = PACKAGE_DIR / DRIVER
-    if not path.is_file():
-        raise TargetError("{} not found beside on_target.py: copy the whole package folder".format(DRIVER))
-    spec = importlib.util.spec_from_file_location("axi_stream_driver", str(path))
-    module = importlib.util.module_from_spec(spec)
+    source = checked_source(path, listed)
     try:
-        spec.loader.exec_module(module)
+        module = module_from_source("axi_stream_driver", path, source)
     except Exception as exc:  # any error in the generated code means the driver does not load
         raise TargetError("the generated driver {} does not load: {}: {}".format(
             DRIVER, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
@@ -926,12 +1010,13 @@ def warn_out_of_range(say, outside):
 
 def open_board(np, args, job, say, where):
     """pynq (real or emulated), the generated driver and its overlay, as an Accelerator."""
+    listed = job.manifest["files"] if job.manifest else None
     if args.emulate:
         check_emulation_runs_here(PACKAGE_DIR / EMULATION_DIR)
-    pynq = import_pynq(args.emulate)
+    pynq = import_pynq(args.emulate, listed)
     if not args.emulate:
         check_root()
-    driver = load_driver()
+    driver = load_driver(listed)
     if args.emulate:
         say("EMULATED PYNQ-Z2, no FPGA: pynq stand-in {}".format(getattr(pynq, "__version__", "?")))
         if job.bitfile is None:
@@ -1068,7 +1153,6 @@ def run(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    sys.dont_write_bytecode = True  # no __pycache__ in the package: the manifest lists its files
     try:
         return run(argv)
     except TargetError as exc:

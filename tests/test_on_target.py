@@ -661,7 +661,7 @@ def test_the_checks_before_numpy_run_on_python_38(package):
         "        check()\n"
         "    except t.TargetError as exc:\n"
         "        print(exc.code, exc)\n")
-    result = subprocess.run([python, "-c", script], cwd=package, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([python, "-B", "-c", script], cwd=package, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "5 20 0.0 8.0 ()",

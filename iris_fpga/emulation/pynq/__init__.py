@@ -29,14 +29,13 @@ The stream carries raw float32 bytes, as the accelerator's AXI stream does: a bu
 dtype is reinterpreted, not converted.
 
 Where it lives: ``package/emulation/pynq/`` beside ``accelerator.json`` and the library (see
-``iris_fpga.emulation.stage``). Only ``on_target.py --emulate`` puts ``package/emulation`` on
-``sys.path``, so it never shadows a real pynq. Standard library and numpy only, Python 3.8 syntax.
+``iris_fpga.emulation.stage``). Only ``on_target.py --emulate`` runs it, from the bytes it checked
+against the manifest, as the module ``pynq``; nothing puts it on ``sys.path``, so it never shadows a
+real pynq. Standard library and numpy only, Python 3.8 syntax (and no ``__future__`` import).
 
 Environment: ``PYNQ_EMULATION_MAX_TRANSFER`` (bytes) lowers the emulated DMA's length limit, so
 tests reach it with small data.
 """
-from __future__ import annotations
-
 import ctypes
 import json
 import logging

@@ -1,0 +1,148 @@
+"""on_target.py in a package someone else had their hands on (issue 27).
+
+Nothing runs that was not checked (planted bytecode and modules, on every Python 3.8-3.12 this
+machine has). Each test works on a copy of the session's real package and runs on_target.py as a
+user does, in a subprocess, unless it only checks a message.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from iris_fpga.errors import ExitCode
+from test_on_target import assert_failed, ok, package, run, source  # noqa: F401
+
+VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12"]
+MARKER_SOURCE = "open({marker!r}, 'a').write({what!r} + '\\n')\n"
+
+
+@functools.lru_cache(maxsize=None)
+def interpreter(version: str):
+    """(path, has numpy) of a working Python ``version`` on this machine, one with numpy first; or None."""
+    candidates = [sys.executable] if "%d.%d" % sys.version_info[:2] == version else []
+    candidates += sorted(str(p) for p in Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
+    candidates += [shutil.which(f"python{version}"), f"/usr/bin/python{version}"]  # pyenv shims may not work
+    found = None
+    for candidate in dict.fromkeys(c for c in candidates if c and os.access(c, os.X_OK)):
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode or probe.stdout.strip() != version:
+            continue
+        if subprocess.run([candidate, "-c", "import numpy"], capture_output=True).returncode == 0:
+            return candidate, True
+        found = found or (candidate, False)
+    return found
+
+
+@pytest.fixture(params=VERSIONS)
+def python(request) -> SimpleNamespace:
+    found = interpreter(request.param)
+    if found is None:
+        pytest.skip(f"no Python {request.param} on this machine")
+    return SimpleNamespace(version=request.param, path=found[0], numpy=found[1])
+
+
+def needs_numpy(python) -> None:
+    if not python.numpy:
+        pytest.skip(f"Python {python.version} ({python.path}) has no numpy: the board script stops at "
+                    "'numpy is not installed' (exit 4) before it loads the driver or the stand-in")
+
+
+def plant_bytecode(python, folder: Path, module: str, source: str) -> Path:
+    """An unchecked-hash .pyc of ``source`` for ``module``, as ``python`` would cache it in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = ("import py_compile, sys, pathlib\n"
+              "src, folder, module = sys.argv[1:]\n"
+              "target = pathlib.Path(folder, module + '.' + sys.implementation.cache_tag + '.pyc')\n"
+              "py_compile.compile(src, cfile=str(target), doraise=True,\n"
+              "                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+              "print(target)\n")
+    src = folder.parent / f".{module}-planted-source.py"
+    src.write_text(source)
+    try:
+        made = subprocess.run([python.path, "-c", script, str(src), str(folder), module], capture_output=True,
+                              text=True, check=True)
+    finally:
+        src.unlink()
+    return Path(made.stdout.strip())
+
+
+def snapshot(folder: Path) -> dict:
+    """Every entry below ``folder`` (links not followed) with its bytes, for files."""
+    entries = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root, name)
+            entries[path.relative_to(folder).as_posix()] = path.read_bytes() if path.is_file() \
+                and not path.is_symlink() else None
+    return entries
+
+
+def assert_ran_unharmed(result, pkg: Path, before: dict, marker: Path) -> None:
+    """The run worked, computed the C-simulation's outputs, ran nothing planted and wrote no bytecode."""
+    ok(result)
+    assert not marker.exists(), f"planted code ran: {marker.read_text()}"
+    assert np.array_equal(np.load(pkg / "y_hw.npy"), np.load(pkg / "y_hls.npy"))
+    after = snapshot(pkg)
+    assert {k: v for k, v in after.items() if k not in ("y_hw.npy", "y_hw.json")} == before
+
+
+# --------------------------------------------------------------------------- nothing runs that was not checked
+
+
+PLANTED_BYTECODE = {  # where: (folder of the cache, relative to the package, module)
+    "driver": ("__pycache__", "axi_stream_driver"),
+    "stand-in pynq": ("emulation/pynq/__pycache__", "__init__"),
+}
+
+
+@pytest.mark.parametrize("where", [*PLANTED_BYTECODE, "__pycache__ linked outside"])
+def test_planted_bytecode_never_runs(package, tmp_path, python, where):
+    """An unchecked-hash .pyc beside a checked file would run instead of it under Python's import."""
+    needs_numpy(python)
+    marker = tmp_path / "marker"
+    evil = MARKER_SOURCE.format(marker=str(marker), what=where) + "raise SystemExit(0)\n"
+    if where in PLANTED_BYTECODE:
+        folder, module = PLANTED_BYTECODE[where]
+        plant_bytecode(python, package / folder, module, evil)
+    else:
+        outside = tmp_path / "outside-cache"
+        for module in ("axi_stream_driver", "on_target"):
+            plant_bytecode(python, outside, module, evil)
+        (package / "__pycache__").symlink_to(outside, target_is_directory=True)
+    before = snapshot(package)
+    result = run(package, "--emulate", python=python.path)
+    assert_ran_unharmed(result, package, before, marker)
+    assert json.loads((package / "y_hw.json").read_text())["python"].startswith(python.version)
+
+
+def test_planted_modules_beside_the_script_never_run(package, tmp_path, python):
+    """statistics.py and numpy.py would be imported from the script's folder; __future__.py at a
+    `from __future__` import, which on_target.py therefore has none of."""
+    marker = tmp_path / "marker"
+    for module in ("statistics", "numpy", "__future__", "types"):
+        (package / f"{module}.py").write_text(MARKER_SOURCE.format(marker=str(marker), what=module))
+    before = snapshot(package)
+    result = run(package, "--emulate", python=python.path)
+    if python.numpy:
+        assert_ran_unharmed(result, package, before, marker)
+    else:  # the planted numpy.py would have passed for numpy: the run stops where numpy is missing
+        assert_failed(result, ExitCode.BOARD, "numpy is not installed", package)
+        assert not marker.exists(), f"planted code ran: {marker.read_text()}"
+
+
+def test_a_driver_the_manifest_does_not_list_is_not_run(package):
+    manifest = json.loads((package / "manifest.json").read_text())
+    del manifest["files"]["axi_stream_driver.py"]
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    assert_failed(run(package, "--emulate"), ExitCode.USAGE,
+                  "axi_stream_driver.py is not a file manifest.json lists, so it is not run", package)
