@@ -7,7 +7,8 @@ Without a board (an emulated PYNQ-Z2):         python on_target.py --emulate
 Writes y_hw.npy (the accelerator's outputs, float32 (N, n_out)) and beside it y_hw.json (build id,
 mode, pynq version, samples, latency and throughput, date, the array's sha256, ...), both or
 neither: a failed run leaves no half-written result and never one without the other. Prints the
-accuracy when y_test.npy is beside the input. --output may name no file of the package.
+accuracy when y_test.npy is beside the input. --output names a .npy file (its record is
+<name>.json beside it, so a pair is never split) and may name no file of the package.
 
 manifest.json describes the IP (accelerator, part, n_in, n_out, input_type; today's PYNQ-Z2
 values stand in for a field an older manifest lacks) and lists every file with its sha256: a
@@ -192,8 +193,8 @@ def parse_args(argv):
     parser.add_argument("--input", default=DEFAULT_INPUT,
                         help="float32 (N, n_in) .npy of scaled samples (default %(default)s)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help="where to save the outputs; the record goes beside it as .json; no file of the "
-                        "package (default %(default)s)")
+                        help="a .npy file to save the outputs in; their record goes beside it as <name>.json; no "
+                        "file of the package (default %(default)s)")
     parser.add_argument("--repeat", type=_positive_int, default=1,
                         help="run the whole input N times for timing; all runs must agree (default 1)")
     parser.add_argument("--dma-limit", type=_positive_int, default=DMA_TRANSFER_LIMIT, metavar="BYTES",
@@ -205,9 +206,15 @@ def parse_args(argv):
     parser.add_argument("--no-manifest", action="store_true",
                         help="run although {} is absent: no file is checked, and the record says so".format(MANIFEST))
     args = parser.parse_args(argv)
-    if Path(args.output).name in ("", ".", ".."):
-        raise TargetError("--output {!r} names no file: give a file name such as {}".format(args.output, DEFAULT_OUTPUT))
+    if not (args.output.endswith(".npy") and Path(args.output).suffix == ".npy"):  # not "x.npy/", not ".npy"
+        raise TargetError("--output {!r} is not a .npy file name: the outputs go there and their record beside it as "
+                          "<name>.json, always as a pair (default {})".format(args.output, DEFAULT_OUTPUT))
     return args
+
+
+def record_path(output):
+    """Where the record of the outputs saved at ``output`` (a .npy file) goes: <name>.json beside it."""
+    return output.with_suffix(".json")
 
 
 # --------------------------------------------------------------------------- manifest and the IP
@@ -417,14 +424,12 @@ def verify_emulation(listed):
 def check_output(output, listed, used):
     """--output and its record may replace no file of the package and none this run reads."""
     target = Path(os.path.realpath(str(output.parent))) / output.name
-    record = target.with_suffix(".json")
+    record = record_path(target)
     package = Path(os.path.realpath(str(PACKAGE_DIR)))
     protected = {package / name for name in set(PACKAGE_FILES) | set(listed)}
     protected |= {Path(os.path.realpath(str(path))) for path in used}
     folders = {package / parent for name in listed for parent in list(PurePosixPath(name).parents)[:-1]}
     folders.add(package / EMULATION_DIR)
-    if target.suffix == ".json":
-        raise TargetError("--output {} is a .json name: its record would replace it".format(output))
     for path in (target, record):
         if path in protected or any(folder == path or folder in path.parents for folder in folders):
             raise TargetError("--output {} would replace {}, a file of the package or of this run: choose "
@@ -627,7 +632,7 @@ def save_results(np, output, y, record):
     record = dict(record, output_sha256=hashlib.sha256(buf.getvalue()).hexdigest())
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     try:
-        _atomic_files({output: buf.getvalue(), output.with_suffix(".json"): text.encode()})
+        _atomic_files({output: buf.getvalue(), record_path(output): text.encode()})
     except OSError as exc:
         raise TargetError("cannot write {} ({})".format(output, exc.strerror or exc)) from None
 
@@ -1130,7 +1135,7 @@ def report(say, args, job, y, record):
         say("accuracy not computed: {}".format(job.no_labels))
     if not record["manifest_checked"]:
         say("warning: no {}: run with --no-manifest, no file was checked; the record says so".format(MANIFEST))
-    say("saved {} {} and {}".format(job.output, y.shape, job.output.with_suffix(".json")))
+    say("saved {} {} and {}".format(job.output, y.shape, record_path(job.output)))
 
 
 def run(argv):

@@ -348,16 +348,17 @@ BAD_OPTIONS = {
     "timeout nan": (["--timeout", "nan"], "--timeout: must be above 0"),
     "timeout 1e300": (["--timeout", "1e300"], "--timeout: must be above 0"),
     "output folder missing": (["--output", "nowhere/y.npy"], "does not exist"),
-    "output empty": (["--output", ""], "--output '' names no file"),
-    "output a folder": (["--output", "emulation/"], "would replace emulation"),
+    "output empty": (["--output", ""], "--output '' is not a .npy file name"),
+    "output not .npy": (["--output", "y_hw.txt"], "--output 'y_hw.txt' is not a .npy file name"),
+    "output a folder": (["--output", "emulation/"], "is not a .npy file name"),
     "output over the input": (["--output", "X_test.npy"], "would replace X_test.npy"),
     "output over the truth": (["--output", "y_hls.npy"], "would replace y_hls.npy"),
-    "record over the manifest": (["--output", "manifest"], "would replace manifest.json"),
+    "record over the manifest": (["--output", "manifest.npy"], "would replace manifest.json"),
     "record over the scaler": (["--output", "scaler.npy"], "would replace scaler.json"),
-    "record over an estimate to come": (["--output", "hardware_estimate.x"], "would replace hardware_estimate.json"),
-    "output over the notebook": (["--output", "on_target.ipynb"], "would replace on_target.ipynb"),
+    "record over an estimate to come": (["--output", "hardware_estimate.npy"], "would replace hardware_estimate.json"),
+    "output over the notebook": (["--output", "on_target.ipynb"], "is not a .npy file name"),
     "output into emulation": (["--output", "emulation/pynq/y.npy"], "would replace y.npy"),
-    "output a .json": (["--output", "y.json"], "is a .json name"),
+    "output a .json": (["--output", "y.json"], "is not a .npy file name"),
     "output over an input elsewhere": (["--input", "../x.npy", "--output", "../x.npy"], "would replace x.npy"),
     "output through another path": (["--output", "../package/y_test.npy"], "would replace y_test.npy"),
 }
@@ -392,7 +393,7 @@ def test_any_option_value_parses_or_is_one_line_and_code_2(on_target, option, va
     if option == "--timeout":
         assert 0 < args.timeout <= 86400 and math.isfinite(args.timeout)
     elif option == "--output":
-        assert Path(args.output).name not in ("", ".", "..")
+        assert args.output.endswith(".npy") and Path(args.output).suffix == ".npy"
     else:
         assert getattr(args, option[2:].replace("-", "_")) >= 1
 

@@ -1,12 +1,13 @@
 """on_target.py in a package someone else had their hands on (issue 27).
 
 Nothing runs that was not checked (planted bytecode and modules, on every Python 3.8-3.12 this
-machine has). Each test works on a copy of the session's real package and runs on_target.py as a
-user does, in a subprocess, unless it only checks a message.
+machine has) and the result pair is never split. Each test works on a copy of the session's real
+package and runs on_target.py as a user does, in a subprocess, unless it only checks a message.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -17,9 +18,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iris_fpga.errors import ExitCode
-from test_on_target import assert_failed, ok, package, run, source  # noqa: F401
+from iris_fpga.fileio import sha256_file
+from test_on_target import IN_PROCESS, assert_failed, ok, on_target, package, run, source  # noqa: F401
 
 VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12"]
 MARKER_SOURCE = "open({marker!r}, 'a').write({what!r} + '\\n')\n"
@@ -146,3 +150,39 @@ def test_a_driver_the_manifest_does_not_list_is_not_run(package):
     (package / "manifest.json").write_text(json.dumps(manifest))
     assert_failed(run(package, "--emulate"), ExitCode.USAGE,
                   "axi_stream_driver.py is not a file manifest.json lists, so it is not run", package)
+
+
+# --------------------------------------------------------------------------- the result pair
+
+
+def test_the_result_pair_is_never_split(package):
+    """Another input's outputs go to another pair; a name that is not .npy is refused."""
+    ok(run(package, "--emulate"))
+    pair = {name: (package / name).read_bytes() for name in ("y_hw.npy", "y_hw.json")}
+    x = np.load(package / "X_test.npy")
+    np.save(package / "other.npy", x[::-1].copy())
+
+    result = run(package, "--emulate", "--input", "other.npy", "--output", "y_hw.txt")
+    assert result.returncode == ExitCode.USAGE and "is not a .npy file name" in result.stderr
+    assert {name: (package / name).read_bytes() for name in pair} == pair
+
+    ok(run(package, "--emulate", "--input", "other.npy", "--output", "other_hw.npy"))
+    assert {name: (package / name).read_bytes() for name in pair} == pair
+    record = json.loads((package / "other_hw.json").read_text())
+    assert record["output_sha256"] == sha256_file(package / "other_hw.npy")
+    assert record["input"] == "other.npy" and record["output"] == "other_hw.npy"
+    assert np.array_equal(np.load(package / "other_hw.npy"), np.load(package / "y_hls.npy")[::-1])
+
+    ok(run(package, "--emulate", "--input", "other.npy"))  # the default pair, both replaced
+    record = json.loads((package / "y_hw.json").read_text())
+    assert record["input"] == "other.npy"
+    assert record["output_sha256"] == hashlib.sha256((package / "y_hw.npy").read_bytes()).hexdigest()
+
+
+@IN_PROCESS
+@given(name=st.text(max_size=12).filter(lambda n: not n.endswith(".npy")))
+def test_an_output_that_is_not_npy_is_refused(on_target, name):  # noqa: F811
+    module = on_target.module
+    with pytest.raises(module.TargetError, match="is not a .npy file name") as raised:
+        module.parse_args(["--output=" + name])
+    assert raised.value.code == ExitCode.USAGE
