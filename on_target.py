@@ -46,8 +46,9 @@ slower than the board's deadline is reported as slow, not as a fault.
 
 Order of checks: options, manifest, package files, output, input, bitstream (a missing
 hls4ml_nn.bit without --emulate is an input error, code 2, and says to use --emulate), with
---emulate the library's machine (code 2), then pynq, root, driver, overlay, DMA (code 4). On a
-workstation without pynq, a run with a bitstream present exits 4.
+--emulate the library's machine (code 2), then pynq (with --emulate: its PYNQ_EMULATION_*
+settings and the accelerator it emulates against the manifest's, code 2), root, driver, overlay,
+DMA (code 4). On a workstation without pynq, a run with a bitstream present exits 4.
 """
 import os
 import sys
@@ -743,20 +744,33 @@ EMULATED_IPS = {"csim": "hls4ml's C-simulation library",
 IP_CLOCK_HZ = 100e6  # the IP's clock in hls4ml's PYNQ-Z2 block design (FCLK0)
 
 
-def check_emulated_ip(overlay, manifest):
-    """What the emulated board runs ("csim" or "rtl"): the manifest's accelerator, built from its Verilog."""
-    figures = overlay.emulation_figures()
-    emulated = figures.get("emulated")
+def check_emulation_settings(pynq, manifest):
+    """What the emulated board will run ("csim" or "rtl"), checked before it loads: the manifest's
+    accelerator, and the stand-in's settings (PYNQ_EMULATION_*) well formed. Either wrong is an
+    input error (code 2), not the board's failure."""
+    try:
+        pynq.check_settings()
+        emulated = pynq.emulated_accelerator()
+    except pynq.EmulationSettingError as exc:
+        raise TargetError("emulated board: {}".format(_first_line(exc))) from None
     if emulated not in EMULATED_IPS:
-        raise TargetError("the emulated board runs an unknown accelerator {!r}: re-run the package step".format(
-            emulated), EXIT_BOARD)
-    if not manifest:
-        return emulated
-    wanted = "rtl" if manifest.get("accelerator") == "rtl" else "csim"
-    if emulated != wanted:
+        raise TargetError("{}/ emulates an unknown accelerator {!r}: re-run the package step".format(
+            EMULATION_DIR, emulated))
+    wanted = "rtl" if manifest and manifest.get("accelerator") == "rtl" else "csim"
+    if manifest and emulated != wanted:
         raise TargetError("{} says the accelerator is {} but {}/ emulates {}: copy the whole package folder "
                           "again".format(MANIFEST, manifest.get("accelerator", "hls"), EMULATION_DIR, emulated))
-    if emulated == "rtl" and figures.get("verilog_sha256") != manifest.get("ip_verilog_sha256"):
+    return emulated
+
+
+def check_emulated_ip(overlay, manifest, expected):
+    """The loaded emulation runs the ``expected`` accelerator and, for rtl, was built from the manifest's Verilog."""
+    figures = overlay.emulation_figures()
+    emulated = figures.get("emulated")
+    if emulated != expected:
+        raise TargetError("the emulated board runs {!r}, not the {} its {} names".format(
+            emulated, expected, EMULATION_DIR + "/accelerator.json"), EXIT_BOARD)
+    if manifest and emulated == "rtl" and figures.get("verilog_sha256") != manifest.get("ip_verilog_sha256"):
         raise TargetError("{}/'s Verilated IP was built from other Verilog (sha256 {}) than the IP {} names ({}): "
                           "copy the whole package folder again".format(EMULATION_DIR, figures.get("verilog_sha256"),
                                                                         MANIFEST, manifest.get("ip_verilog_sha256")))
@@ -1019,7 +1033,9 @@ def open_board(np, args, job, say, where):
     if args.emulate:
         check_emulation_runs_here(PACKAGE_DIR / EMULATION_DIR)
     pynq = import_pynq(args.emulate, listed)
-    if not args.emulate:
+    if args.emulate:
+        emulated = check_emulation_settings(pynq, job.manifest)
+    else:
         check_root()
     driver = load_driver(listed)
     if args.emulate:
@@ -1033,7 +1049,7 @@ def open_board(np, args, job, say, where):
     if not args.emulate:
         say("overlay {} loaded".format(job.bitfile))
     else:
-        emulated = check_emulated_ip(overlay, job.manifest)
+        check_emulated_ip(overlay, job.manifest, emulated)
         say("the accelerator is {} in {}/".format(EMULATED_IPS[emulated], EMULATION_DIR))
     return pynq, Accelerator(np, overlay, pynq.allocate, job.ip, args.dma_limit, args.timeout, where,
                              args.emulate, say)

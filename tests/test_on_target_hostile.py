@@ -1,7 +1,8 @@
 """on_target.py in a package someone else had their hands on (issue 27).
 
 Nothing runs that was not checked (planted bytecode and modules, on every Python 3.8-3.12 this
-machine has) and the result pair is never split. Each test works on a copy of the session's real
+machine has), the result pair is never split, no name reaches the terminal raw, and a bad
+setting of the emulated board is a usage error. Each test works on a copy of the session's real
 package and runs on_target.py as a user does, in a subprocess, unless it only checks a message.
 """
 from __future__ import annotations
@@ -23,9 +24,11 @@ from hypothesis import strategies as st
 
 from iris_fpga.errors import ExitCode
 from iris_fpga.fileio import sha256_file
-from test_on_target import IN_PROCESS, assert_failed, ok, on_target, package, run, source  # noqa: F401
+from test_on_target import IN_PROCESS, assert_failed, edit_manifest, ok, on_target, package, run, source  # noqa: F401
 
 VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12"]
+# Escape sequences a file name can carry: set the title, clear the screen, the C1 CSI, reverse the text.
+HOSTILE_NAMES = ["\x1b]0;owned\x07", "\x1b[2J", "\x9b31m", "\u202egnp"]
 MARKER_SOURCE = "open({marker!r}, 'a').write({what!r} + '\\n')\n"
 
 
@@ -186,3 +189,89 @@ def test_an_output_that_is_not_npy_is_refused(on_target, name):  # noqa: F811
     with pytest.raises(module.TargetError, match="is not a .npy file name") as raised:
         module.parse_args(["--output=" + name])
     assert raised.value.code == ExitCode.USAGE
+
+
+# --------------------------------------------------------------------------- names reach the terminal escaped
+
+
+def raw_controls(text: str) -> list[str]:
+    return [c for c in text if not c.isprintable() and c != "\n"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_NAMES, ids=["OSC title", "clear screen", "C1 CSI", "RLO"])
+def test_names_from_arguments_and_files_are_printed_escaped(package, hostile):
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in hostile)
+    np.save(package / f"in{hostile}.npy", np.load(package / "X_test.npy"))
+
+    result = ok(run(package, "--emulate", "--input", f"in{hostile}.npy", "--output", f"out{hostile}.npy"))
+    assert not raw_controls(result.stdout + result.stderr) and f"saved out{shown}.npy" in result.stdout
+    assert (package / f"out{hostile}.json").exists()
+
+    result = run(package, "--emulate", "--input", f"missing{hostile}.npy", "--output", "x.npy")
+    assert result.returncode == ExitCode.USAGE and not raw_controls(result.stderr)
+    assert f"missing{shown}.npy" in result.stderr
+
+    (package / "emulation" / f"stray{hostile}.py").write_text("")
+    result = run(package, "--emulate", "--output", "y.npy")
+    assert result.returncode == ExitCode.USAGE and not raw_controls(result.stderr)
+    assert f"emulation/stray{shown}.py is not a file manifest.json lists" in result.stderr
+
+
+HOSTILE_TEXT = st.text(alphabet=st.one_of(st.sampled_from("".join(HOSTILE_NAMES) + "\n\r\x00"), st.characters()),
+                       min_size=1, max_size=16)
+
+
+@IN_PROCESS
+@given(name=HOSTILE_TEXT, option=st.sampled_from(["--input", "--bitfile", "--output-folder"]))
+def test_any_name_in_an_error_is_escaped(package, on_target, name, option):  # noqa: F811
+    name = "missing-" + name.replace("/", "_").replace("\x00", "_")  # a file name that is not there
+    args = {"--input": ["--input", name + ".npy"], "--bitfile": ["--bitfile", name + ".bit"],
+            "--output-folder": ["--output", f"{name}/y.npy"]}[option]
+    result = on_target("--emulate", *args)
+    assert result.returncode == ExitCode.USAGE and not raw_controls(result.stdout + result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_text_from_the_manifest_is_escaped(package, on_target):  # noqa: F811
+    edit_manifest(package, input_type="ap_fixed<16,6>\x1b[2J\x9b\u202e")
+    result = on_target("--emulate")
+    assert result.returncode == ExitCode.USAGE and not raw_controls(result.stderr)
+    assert "input_type" in result.stderr
+
+
+# --------------------------------------------------------------------------- exit codes of the emulated board
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("PYNQ_EMULATION_MAX_TRANSFER", "abc"), ("PYNQ_EMULATION_MAX_TRANSFER", "-5"),
+    ("PYNQ_EMULATION_MAX_TRANSFER", "0"), ("PYNQ_EMULATION_MAX_TRANSFER", str(1 << 26)),
+    ("PYNQ_EMULATION_PAUSES", "abc"), ("PYNQ_EMULATION_PAUSES", "-1"), ("PYNQ_EMULATION_PAUSES", str(1 << 64)),
+])
+def test_a_bad_emulation_setting_is_a_usage_error(package, setting, value):
+    result = run(package, "--emulate", env={setting: value})
+    assert_failed(result, ExitCode.USAGE, f"{setting}=", package)
+
+
+def _accelerator_json(pkg: Path, change) -> None:
+    """Change emulation/accelerator.json and list its new sha256, as a package of another build would."""
+    path = pkg / "emulation" / "accelerator.json"
+    path.write_text(change(path.read_text()))
+    edit_manifest(pkg, files={"emulation/accelerator.json": sha256_file(path)})
+
+
+def test_an_rtl_package_emulating_the_csim_is_a_usage_error(package):
+    """An rtl package's accelerator.json lists no weights: saying csim, it could not load (it was exit 4)."""
+    def as_rtl_package_saying_csim(text):
+        record = json.loads(text)
+        del record["weights"]
+        return json.dumps(dict(record, emulated="csim"))
+
+    _accelerator_json(package, as_rtl_package_saying_csim)
+    edit_manifest(package, accelerator="rtl")
+    assert_failed(run(package, "--emulate"), ExitCode.USAGE,
+                  "manifest.json says the accelerator is rtl but emulation/ emulates csim", package)
+
+
+def test_an_unreadable_accelerator_json_is_a_usage_error(package):
+    _accelerator_json(package, lambda text: "[" * 5000)
+    assert_failed(run(package, "--emulate"), ExitCode.USAGE, "cannot read", package)
