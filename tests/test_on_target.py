@@ -573,11 +573,13 @@ def test_not_root_on_a_board_is_a_board_failure(package, tmp_path, monkeypatch, 
 
 
 def _import_file(path: Path, name: str):
-    """``path`` as a module of its own; sys.path and sys.dont_write_bytecode as they were (on_target.py
-    takes its own folder off sys.path, which for the repository's copy is this session's)."""
+    """``path`` as a module of its own, with no bytecode written beside it; sys.path and
+    sys.dont_write_bytecode as they were (on_target.py takes its own folder off sys.path, which for
+    the repository's copy is this session's)."""
     saved = list(sys.path), sys.dont_write_bytecode
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode = True
     try:
         spec.loader.exec_module(module)
     finally:
