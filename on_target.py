@@ -5,9 +5,10 @@ On the board, in the copied package folder:   sudo python3 on_target.py
 Without a board (an emulated PYNQ-Z2):         python on_target.py --emulate
 
 Writes y_hw.npy (the accelerator's outputs, float32 (N, n_out)) and beside it y_hw.json (build id,
-mode, pynq version, samples, latency and throughput, date, ...), both or neither: a failed run
-leaves no half-written result and never one without the other. Prints the accuracy when
-y_test.npy is beside the input. --output may name no file of the package.
+mode, pynq version, samples, latency and throughput, date, the array's sha256, ...), both or
+neither: a failed run leaves no half-written result and never one without the other. Prints the
+accuracy when y_test.npy is beside the input. --output names a .npy file (its record is
+<name>.json beside it, so a pair is never split) and may name no file of the package.
 
 manifest.json describes the IP (accelerator, part, n_in, n_out, input_type; today's PYNQ-Z2
 values stand in for a field an older manifest lacks) and lists every file with its sha256: a
@@ -15,6 +16,12 @@ listed file that is a link, FIFO or folder is refused, and so is one it uses who
 differs. Without manifest.json the run is refused unless --no-manifest asks for it (the record
 then says "manifest_checked": false). Input values outside input_type's range are counted and
 named, not refused: the run shows what the IP does with them.
+
+Nothing runs that was not checked: the script's first statement takes its own folder off
+sys.path (an unlisted numpy.py or statistics.py there never runs), and the driver and the
+stand-in pynq run from the very bytes whose sha256 was checked, never through Python's import,
+which would prefer a __pycache__/*.pyc beside them; no bytecode is written. Every line printed
+passes names and text through printable(), so no control character reaches the terminal.
 
 This script runs on the board's own Python (PYNQ images ship Python 3.8 to 3.10 with numpy and
 pynq, no TensorFlow, no hls4ml): standard library, numpy and pynq only, Python 3.8 syntax, and it
@@ -29,8 +36,9 @@ its pitfalls:
 - a transfer that never completes would hang predict() forever: each has a deadline (--timeout),
   after which the DMA channels are stopped and the run fails.
 
---emulate puts package/emulation/ on sys.path: a stand-in pynq whose accelerator is hls4ml's
-compiled C-simulation, with the package's own copy of the weights. It needs no bitstream (then
+--emulate runs package/emulation/pynq/ as pynq: a stand-in whose accelerator is hls4ml's compiled
+C-simulation with the package's own copy of the weights, or for an rtl package the project's
+Verilog IP, Verilated (emulation/accelerator.json says which). It needs no bitstream (then
 y_hw.json says "bitfile": null), and everything it prints and records is labelled as emulation.
 Its library is compiled for the workstation (x86-64): on another machine (a board) --emulate
 refuses (code 2). Its deadlines fit its own pace (EMULATED_SECONDS_PER_SAMPLE), and a transfer
@@ -38,34 +46,42 @@ slower than the board's deadline is reported as slow, not as a fault.
 
 Order of checks: options, manifest, package files, output, input, bitstream (a missing
 hls4ml_nn.bit without --emulate is an input error, code 2, and says to use --emulate), with
---emulate the library's machine (code 2), then pynq, root, driver, overlay, DMA (code 4). On a
-workstation without pynq, a run with a bitstream present exits 4.
+--emulate the library's machine (code 2), then pynq (with --emulate: its PYNQ_EMULATION_*
+settings and the accelerator it emulates against the manifest's, code 2), root, driver, overlay,
+DMA (code 4). On a workstation without pynq, a run with a bitstream present exits 4.
 """
-from __future__ import annotations
-
-import argparse
-import datetime
-import hashlib
-import importlib.util
-import io
-import json
-import math
 import os
-import platform
-import re
-import signal
-import stat
-import statistics
 import sys
-import tempfile
-import threading
-import time
-import xml.etree.ElementTree as ElementTree
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+
+# First, before any other import: this folder off sys.path, and no bytecode written. Python puts a
+# script's folder first on sys.path, so an unlisted statistics.py or numpy.py in the package would
+# run at the next import (and a __future__.py at a `from __future__` import, which this script
+# therefore has none of). os and sys are loaded by Python's own start-up, before any script runs.
+_HERE = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != _HERE]
+sys.dont_write_bytecode = True  # no __pycache__ in the package: the manifest lists its files
+
+import argparse  # noqa: E402 (after the sys.path fix above, on purpose)
+import datetime  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import stat  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+import xml.etree.ElementTree as ElementTree  # noqa: E402
+from pathlib import Path, PurePosixPath  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 # Exit codes: the same numbers as iris_fpga/errors.py (ExitCode), which this script cannot import
-# because it runs on the board. Keep them in step (tests/test_on_target.py checks).
+# because it runs on the board. Keep them in step (tests/test_on_target_drift.py checks).
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # repeated runs of the accelerator disagreed
 EXIT_USAGE = 2  # bad option; missing, corrupt or mismatched file; wrong shape or dtype
@@ -75,22 +91,28 @@ PACKAGE_DIR = Path(os.path.abspath(__file__)).parent  # where the script is, lin
 DRIVER_CLASS = "NeuralNetworkOverlay"
 
 # The package contract: the same names as iris_fpga/contract.py, which this script cannot import.
-# Keep them in step (tests/test_on_target.py checks).
+# Keep them in step: tests/test_on_target_drift.py compares every constant of contract.py.
 MANIFEST = "manifest.json"
 RESULT_FILES = ("y_hw.npy", "y_hw.json")
 DATA_FILES = ("X_test.npy", "y_test.npy", "classes.npy", "scaler.json")
 CSIM_FILES = ("y_keras.npy", "y_hls.npy")
-DRIVER_FILE = "axi_stream_driver.py"
+DRIVER = "axi_stream_driver.py"
 BOARD_SCRIPT = "on_target.py"
 NOTEBOOK = "on_target.ipynb"
 ESTIMATE = "hardware_estimate.json"
-BITSTREAM_FILES = ("hls4ml_nn.bit", "hls4ml_nn.hwh")
+PROFILE = "numerical_profile.png"
+BITSTREAM_STEM = "hls4ml_nn"
+BITSTREAM_FILES = (BITSTREAM_STEM + ".bit", BITSTREAM_STEM + ".hwh")
+VIVADO_REPORTS = ("vivado_utilization.rpt", "vivado_timing.rpt")
 EMULATION_DIR = "emulation"
+STANDIN = EMULATION_DIR + "/pynq/__init__.py"  # the stand-in pynq of --emulate
+MAX_MODULE_BYTES = 1 << 24  # the driver and the stand-in are a few tens of kB
 PYCACHE = "__pycache__"
 MANIFEST_FIELDS = {"build_id": str, "created": str, "settings": dict, "versions": dict, "files": dict}
 MAX_MANIFEST_BYTES = 1 << 20
 # Every name a package may hold a file of: --output may name none of them.
-PACKAGE_FILES = DATA_FILES + CSIM_FILES + (DRIVER_FILE, BOARD_SCRIPT, NOTEBOOK, ESTIMATE, MANIFEST) + BITSTREAM_FILES
+PACKAGE_FILES = DATA_FILES + CSIM_FILES + (DRIVER, BOARD_SCRIPT, NOTEBOOK, ESTIMATE, PROFILE, MANIFEST) \
+    + BITSTREAM_FILES + VIVADO_REPORTS
 DEFAULT_INPUT, LABELS_FILE = DATA_FILES[:2]
 DEFAULT_BITFILE = BITSTREAM_FILES[0]
 DEFAULT_OUTPUT = RESULT_FILES[0]
@@ -172,8 +194,8 @@ def parse_args(argv):
     parser.add_argument("--input", default=DEFAULT_INPUT,
                         help="float32 (N, n_in) .npy of scaled samples (default %(default)s)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help="where to save the outputs; the record goes beside it as .json; no file of the "
-                        "package (default %(default)s)")
+                        help="a .npy file to save the outputs in; their record goes beside it as <name>.json; no "
+                        "file of the package (default %(default)s)")
     parser.add_argument("--repeat", type=_positive_int, default=1,
                         help="run the whole input N times for timing; all runs must agree (default 1)")
     parser.add_argument("--dma-limit", type=_positive_int, default=DMA_TRANSFER_LIMIT, metavar="BYTES",
@@ -185,9 +207,15 @@ def parse_args(argv):
     parser.add_argument("--no-manifest", action="store_true",
                         help="run although {} is absent: no file is checked, and the record says so".format(MANIFEST))
     args = parser.parse_args(argv)
-    if Path(args.output).name in ("", ".", ".."):
-        raise TargetError("--output {!r} names no file: give a file name such as {}".format(args.output, DEFAULT_OUTPUT))
+    if not (args.output.endswith(".npy") and Path(args.output).suffix == ".npy"):  # not "x.npy/", not ".npy"
+        raise TargetError("--output {!r} is not a .npy file name: the outputs go there and their record beside it as "
+                          "<name>.json, always as a pair (default {})".format(args.output, DEFAULT_OUTPUT))
     return args
+
+
+def record_path(output):
+    """Where the record of the outputs saved at ``output`` (a .npy file) goes: <name>.json beside it."""
+    return output.with_suffix(".json")
 
 
 # --------------------------------------------------------------------------- manifest and the IP
@@ -214,7 +242,10 @@ class Ip(NamedTuple):
         return self.n_out * FLOAT32_BYTES
 
 
-FIXED_TYPE = re.compile(r"ap_(u?)fixed<\s*(\d{1,4})\s*,\s*(-?\d{1,4})\s*(?:,[^<>]*)?>")
+# ap_fixed<W,I[,Q[,O[,N]]]> as hls4ml writes a type (definition_cpp), and ap_int<W>.
+FIXED_TYPE = re.compile(r"ap_(u?)fixed<\s*(\d{1,4})\s*,\s*(-?\d{1,4})\s*"
+                        r"(?:,\s*AP_(TRN|TRN_ZERO|RND|RND_ZERO|RND_INF|RND_MIN_INF|RND_CONV)\s*"
+                        r"(?:,\s*AP_(?:WRAP|SAT|SAT_ZERO|SAT_SYM)\s*(?:,\s*\d{1,4}\s*)?)?)?>")
 INT_TYPE = re.compile(r"ap_(u?)int<\s*(\d{1,4})\s*>")
 MAX_TYPE_BITS = 1023  # 2.0 ** 1024 overflows a float
 
@@ -222,21 +253,15 @@ MAX_TYPE_BITS = 1023  # 2.0 ** 1024 overflows a float
 def read_manifest(allow_absent):
     """manifest.json beside this script, checked as iris_fpga.contract.read_manifest checks it."""
     path = PACKAGE_DIR / MANIFEST
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
+    data = read_regular(path, MAX_MANIFEST_BYTES)
+    if data is None:
         if allow_absent:
             return None
         raise TargetError("no {} beside on_target.py, so no file can be checked: copy the whole package "
-                          "folder, or run with --no-manifest to use the files unchecked".format(MANIFEST)) from None
-    except OSError as exc:
-        raise TargetError("{}: {}".format(path, exc.strerror)) from None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
-        raise TargetError("{} is not a regular file of at most {} bytes: copy the package folder again".format(
-            path, MAX_MANIFEST_BYTES))
+                          "folder, or run with --no-manifest to use the files unchecked".format(MANIFEST))
     try:
-        manifest = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise TargetError("{} is corrupt ({}): copy the package folder again".format(path, _first_line(exc))) from None
     wrong = [k for k, kind in MANIFEST_FIELDS.items()
              if not isinstance(manifest, dict) or not isinstance(manifest.get(k), kind)]
@@ -249,6 +274,33 @@ def read_manifest(allow_absent):
     if bad:
         raise TargetError("{}: file entry {!r} is not a plain relative path with a sha256".format(path, bad[0]))
     return manifest
+
+
+def read_regular(path, limit):
+    """The bytes of the regular file ``path``, at most ``limit`` of them; None when it is absent.
+
+    Opened without following a link or waiting on a FIFO, and checked through its descriptor, so the
+    bytes returned are those of the file that was checked (as iris_fpga/fileio.py's read_untrusted).
+    """
+    try:
+        fd = os.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TargetError("{} is not a regular file of the package ({}): copy the package folder again".format(
+            path, exc.strerror)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise TargetError("{} is not a regular file of at most {} bytes: copy the package folder again".format(
+                path, limit))
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise TargetError("{} is larger than {} bytes: copy the package folder again".format(path, limit))
+    return data
 
 
 def _plain_relative(name):
@@ -278,18 +330,29 @@ def read_ip(manifest):
 
 
 def input_range(type_name):
-    """[low, high) of an ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W> or ap_uint<W>."""
+    """[low, high): the inputs an ap_fixed<W,I[,Q,...]>, ap_ufixed, ap_int<W> or ap_uint<W> holds.
+
+    The rule of iris_fpga/flow/checks.py's input_range: ap_fixed first rounds a float to the type's
+    step (truncation, hls4ml's default, or a rounding mode, which moves both edges down by half a
+    step), then wraps or saturates what lies outside. ap_fixed<16,6>: [-32, 32).
+    """
     match = isinstance(type_name, str) and (FIXED_TYPE.fullmatch(type_name) or INT_TYPE.fullmatch(type_name))
     if not match:
-        raise TargetError("{} gives input_type {!r}: expected ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W> or "
-                          "ap_uint<W>".format(MANIFEST, type_name))
-    width = int(match.group(2))
-    integer = int(match.group(3)) if match.re is FIXED_TYPE else width
+        raise TargetError("{} gives input_type {!r}: expected ap_fixed<W,I>, ap_ufixed<W,I> (optionally with "
+                          "rounding and overflow modes), ap_int<W> or ap_uint<W>".format(MANIFEST, type_name))
+    signed, width = match.group(1) != "u", int(match.group(2))
+    fixed = match.re is FIXED_TYPE
+    integer = int(match.group(3)) if fixed else width
+    rounding = (match.group(4) if fixed else None) or "TRN"
     if not 1 <= width <= MAX_TYPE_BITS or abs(integer) > MAX_TYPE_BITS:
         raise TargetError("{} gives input_type {!r}: at most {} bits".format(MANIFEST, type_name, MAX_TYPE_BITS))
-    if match.group(1) == "u":
-        return 0.0, 2.0 ** integer
-    return -(2.0 ** (integer - 1)), 2.0 ** (integer - 1)
+    step = 2.0 ** -(width - integer)
+    top = integer - int(signed)  # high = 2**top
+    high = math.ldexp(1.0, top)  # finite: at most 1023 bits
+    low = -high if signed else 0.0
+    if rounding.startswith("RND"):
+        return low - step / 2, high - step / 2
+    return low, high
 
 
 # --------------------------------------------------------------------------- files
@@ -362,14 +425,12 @@ def verify_emulation(listed):
 def check_output(output, listed, used):
     """--output and its record may replace no file of the package and none this run reads."""
     target = Path(os.path.realpath(str(output.parent))) / output.name
-    record = target.with_suffix(".json")
+    record = record_path(target)
     package = Path(os.path.realpath(str(PACKAGE_DIR)))
     protected = {package / name for name in set(PACKAGE_FILES) | set(listed)}
     protected |= {Path(os.path.realpath(str(path))) for path in used}
     folders = {package / parent for name in listed for parent in list(PurePosixPath(name).parents)[:-1]}
     folders.add(package / EMULATION_DIR)
-    if target.suffix == ".json":
-        raise TargetError("--output {} is a .json name: its record would replace it".format(output))
     for path in (target, record):
         if path in protected or any(folder == path or folder in path.parents for folder in folders):
             raise TargetError("--output {} would replace {}, a file of the package or of this run: choose "
@@ -440,8 +501,10 @@ def load_labels(np, input_path, n):
 
 
 def out_of_range(np, x, ip):
-    """Input values the IP's input type cannot hold (it wraps or saturates them), and their samples."""
-    outside = (x < ip.low) | (x >= ip.high)
+    """Input values the IP's input type cannot hold (it wraps or saturates them), and their samples:
+    the rule of iris_fpga/flow/checks.py's out_of_range, which names the samples only."""
+    x = np.asarray(x, dtype=np.float64)  # float32 against the edges would round them (NEP 50)
+    outside = ~np.isfinite(x) | (x < ip.low) | (x >= ip.high)
     rows = np.flatnonzero(outside.any(axis=1))
     return {"input_type": ip.input_type, "range": [ip.low, ip.high], "values": int(outside.sum()),
             "samples": int(rows.size), "first_samples": rows[:100].tolist()}
@@ -570,7 +633,7 @@ def save_results(np, output, y, record):
     record = dict(record, output_sha256=hashlib.sha256(buf.getvalue()).hexdigest())
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     try:
-        _atomic_files({output: buf.getvalue(), output.with_suffix(".json"): text.encode()})
+        _atomic_files({output: buf.getvalue(), record_path(output): text.encode()})
     except OSError as exc:
         raise TargetError("cannot write {} ({})".format(output, exc.strerror or exc)) from None
 
@@ -578,32 +641,81 @@ def save_results(np, output, y, record):
 # --------------------------------------------------------------------------- board
 
 
-def import_pynq(emulate):
-    """The real pynq, or with --emulate the stand-in in emulation/, never one for the other."""
-    if emulate:
-        folder = PACKAGE_DIR / EMULATION_DIR
-        if not (folder / "pynq" / "__init__.py").is_file():
-            raise TargetError("{} holds no emulated board (pynq/__init__.py): re-run the package step "
-                              "(python BuildModel.py --from package)".format(folder))
-        sys.path.insert(0, str(folder))
-    try:
-        import pynq
-    except ImportError as exc:
-        if emulate:
-            raise TargetError("the emulated board does not load: {}".format(_first_line(exc)), EXIT_BOARD) from None
-        raise TargetError("pynq is not installed for {}: this is not a PYNQ board (without a board, run "
-                          "python on_target.py --emulate)".format(sys.executable), EXIT_BOARD) from None
-    except Exception as exc:  # a broken installation can raise anything at import
-        raise TargetError("pynq does not load: {}: {}".format(type(exc).__name__, _first_line(exc)),
-                          EXIT_BOARD) from None
+def import_pynq(emulate, listed):
+    """The real pynq, or with --emulate the stand-in in emulation/ (run from its checked bytes), never
+    one for the other."""
+    pynq = load_standin(listed) if emulate else _import_real_pynq()
     emulated = getattr(pynq, "EMULATED", False) is True
     if emulate and not emulated:
-        raise TargetError("--emulate imported a real pynq ({}) instead of the emulated board".format(
+        raise TargetError("--emulate loaded a pynq ({}) that is not the emulated board".format(
             getattr(pynq, "__file__", "?")), EXIT_BOARD)
     if not emulate and emulated:
         raise TargetError("the pynq found at {} is the emulation stand-in, not the real pynq: run with "
                           "--emulate or fix PYTHONPATH".format(getattr(pynq, "__file__", "?")), EXIT_BOARD)
     return pynq
+
+
+def load_standin(listed):
+    """emulation/pynq/__init__.py as the module ``pynq``, which the driver's ``from pynq import`` takes."""
+    path = PACKAGE_DIR / STANDIN
+    if not path.is_file():
+        raise TargetError("{} holds no emulated board ({}): re-run the package step (python BuildModel.py "
+                          "--from package)".format(PACKAGE_DIR / EMULATION_DIR, STANDIN))
+    source = checked_source(path, listed)
+    try:
+        pynq = module_from_source("pynq", path, source, package=True)
+    except Exception as exc:  # anything the stand-in raises at load means it does not load
+        raise TargetError("the emulated board does not load: {}: {}".format(type(exc).__name__, _first_line(exc)),
+                          EXIT_BOARD) from None
+    sys.modules["pynq"] = pynq
+    return pynq
+
+
+def _import_real_pynq():
+    """The board's installed pynq (this script's folder is off sys.path: never a file of the package)."""
+    try:
+        import pynq
+    except ImportError:
+        raise TargetError("pynq is not installed for {}: this is not a PYNQ board (without a board, run "
+                          "python on_target.py --emulate)".format(sys.executable), EXIT_BOARD) from None
+    except Exception as exc:  # a broken installation can raise anything at import
+        raise TargetError("pynq does not load: {}: {}".format(type(exc).__name__, _first_line(exc)),
+                          EXIT_BOARD) from None
+    return pynq
+
+
+def checked_source(path, listed):
+    """The bytes of the package file ``path``, read once, whose sha256 is the one manifest.json lists.
+
+    ``listed`` is the manifest's ``files`` (None without a manifest: then nothing is checked, and
+    the record says so). A file the manifest does not list is refused: nothing runs unchecked.
+    """
+    name = _package_name(path) or str(path)
+    source = read_regular(path, MAX_MODULE_BYTES)
+    if source is None:
+        raise TargetError("{} not found beside on_target.py: copy the whole package folder".format(name))
+    if listed is not None and name not in listed:
+        raise TargetError("{} is not a file {} lists, so it is not run: copy the package folder again".format(
+            name, MANIFEST))
+    if listed is not None and hashlib.sha256(source).hexdigest() != listed[name]:
+        raise TargetError("{} is not the file {} lists (its sha256 differs): a file from another build? Copy the "
+                          "whole package folder again".format(name, MANIFEST))
+    return source
+
+
+def module_from_source(name, path, source, package=False):
+    """A fresh module run from ``source``, the checked bytes of ``path``.
+
+    Not Python's import: that would run a __pycache__/*.pyc found beside the file instead (an
+    unchecked-hash .pyc is never compared with its source) and read the file again after the check.
+    Nothing is cached or written. ``package``: a package whose submodules come from nowhere.
+    """
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    if package:
+        module.__path__ = []
+    exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
+    return module
 
 
 def _elf_machine(path):
@@ -632,20 +744,33 @@ EMULATED_IPS = {"csim": "hls4ml's C-simulation library",
 IP_CLOCK_HZ = 100e6  # the IP's clock in hls4ml's PYNQ-Z2 block design (FCLK0)
 
 
-def check_emulated_ip(overlay, manifest):
-    """What the emulated board runs ("csim" or "rtl"): the manifest's accelerator, built from its Verilog."""
-    figures = overlay.emulation_figures()
-    emulated = figures.get("emulated")
+def check_emulation_settings(pynq, manifest):
+    """What the emulated board will run ("csim" or "rtl"), checked before it loads: the manifest's
+    accelerator, and the stand-in's settings (PYNQ_EMULATION_*) well formed. Either wrong is an
+    input error (code 2), not the board's failure."""
+    try:
+        pynq.check_settings()
+        emulated = pynq.emulated_accelerator()
+    except pynq.EmulationSettingError as exc:
+        raise TargetError("emulated board: {}".format(_first_line(exc))) from None
     if emulated not in EMULATED_IPS:
-        raise TargetError("the emulated board runs an unknown accelerator {!r}: re-run the package step".format(
-            emulated), EXIT_BOARD)
-    if not manifest:
-        return emulated
-    wanted = "rtl" if manifest.get("accelerator") == "rtl" else "csim"
-    if emulated != wanted:
+        raise TargetError("{}/ emulates an unknown accelerator {!r}: re-run the package step".format(
+            EMULATION_DIR, emulated))
+    wanted = "rtl" if manifest and manifest.get("accelerator") == "rtl" else "csim"
+    if manifest and emulated != wanted:
         raise TargetError("{} says the accelerator is {} but {}/ emulates {}: copy the whole package folder "
                           "again".format(MANIFEST, manifest.get("accelerator", "hls"), EMULATION_DIR, emulated))
-    if emulated == "rtl" and figures.get("verilog_sha256") != manifest.get("ip_verilog_sha256"):
+    return emulated
+
+
+def check_emulated_ip(overlay, manifest, expected):
+    """The loaded emulation runs the ``expected`` accelerator and, for rtl, was built from the manifest's Verilog."""
+    figures = overlay.emulation_figures()
+    emulated = figures.get("emulated")
+    if emulated != expected:
+        raise TargetError("the emulated board runs {!r}, not the {} its {} names".format(
+            emulated, expected, EMULATION_DIR + "/accelerator.json"), EXIT_BOARD)
+    if manifest and emulated == "rtl" and figures.get("verilog_sha256") != manifest.get("ip_verilog_sha256"):
         raise TargetError("{}/'s Verilated IP was built from other Verilog (sha256 {}) than the IP {} names ({}): "
                           "copy the whole package folder again".format(EMULATION_DIR, figures.get("verilog_sha256"),
                                                                         MANIFEST, manifest.get("ip_verilog_sha256")))
@@ -679,20 +804,18 @@ def check_root():
                           EXIT_BOARD)
 
 
-def load_driver():
-    path = PACKAGE_DIR / DRIVER_FILE
-    if not path.is_file():
-        raise TargetError("{} not found beside on_target.py: copy the whole package folder".format(DRIVER_FILE))
-    spec = importlib.util.spec_from_file_location("axi_stream_driver", str(path))
-    module = importlib.util.module_from_spec(spec)
+def load_driver(listed):
+    """The generated driver's overlay class, run from the driver's checked bytes."""
+    path = PACKAGE_DIR / DRIVER
+    source = checked_source(path, listed)
     try:
-        spec.loader.exec_module(module)
+        module = module_from_source("axi_stream_driver", path, source)
     except Exception as exc:  # any error in the generated code means the driver does not load
         raise TargetError("the generated driver {} does not load: {}: {}".format(
-            DRIVER_FILE, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
+            DRIVER, type(exc).__name__, _first_line(exc)), EXIT_BOARD) from None
     driver = getattr(module, DRIVER_CLASS, None)
     if driver is None:
-        raise TargetError("{} defines no {}".format(DRIVER_FILE, DRIVER_CLASS), EXIT_BOARD)
+        raise TargetError("{} defines no {}".format(DRIVER, DRIVER_CLASS), EXIT_BOARD)
     return driver
 
 
@@ -839,6 +962,13 @@ class Accelerator:
         return "stopped the DMA channels"
 
 
+def printable(text):
+    """``str(text)`` with every non-printable character escaped as ``repr`` does (``\\x1b``, ``\\n``,
+    ``\\u202e``), so that a name or text from a file can neither rewrite the terminal nor start a line
+    of its own: the copy of iris_fpga/fileio.py's printable (tests/test_on_target_drift.py compares)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _first_line(exc):
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -873,7 +1003,7 @@ def prepare(np, args):
     if not output.parent.is_dir():
         raise TargetError("--output {}: folder {} does not exist".format(output, output.parent))
     bitfile = choose_bitfile(args)
-    used = [input_path, input_path.parent / LABELS_FILE, PACKAGE_DIR / DRIVER_FILE]
+    used = [input_path, input_path.parent / LABELS_FILE, PACKAGE_DIR / DRIVER]
     used += [bitfile, bitfile.with_suffix(".hwh")] if bitfile else []
     check_output(output, listed, used)
     verify_used(listed, used)
@@ -899,12 +1029,15 @@ def warn_out_of_range(say, outside):
 
 def open_board(np, args, job, say, where):
     """pynq (real or emulated), the generated driver and its overlay, as an Accelerator."""
+    listed = job.manifest["files"] if job.manifest else None
     if args.emulate:
         check_emulation_runs_here(PACKAGE_DIR / EMULATION_DIR)
-    pynq = import_pynq(args.emulate)
-    if not args.emulate:
+    pynq = import_pynq(args.emulate, listed)
+    if args.emulate:
+        emulated = check_emulation_settings(pynq, job.manifest)
+    else:
         check_root()
-    driver = load_driver()
+    driver = load_driver(listed)
     if args.emulate:
         say("EMULATED PYNQ-Z2, no FPGA: pynq stand-in {}".format(getattr(pynq, "__version__", "?")))
         if job.bitfile is None:
@@ -916,7 +1049,7 @@ def open_board(np, args, job, say, where):
     if not args.emulate:
         say("overlay {} loaded".format(job.bitfile))
     else:
-        emulated = check_emulated_ip(overlay, job.manifest)
+        check_emulated_ip(overlay, job.manifest, emulated)
         say("the accelerator is {} in {}/".format(EMULATED_IPS[emulated], EMULATION_DIR))
     return pynq, Accelerator(np, overlay, pynq.allocate, job.ip, args.dma_limit, args.timeout, where,
                              args.emulate, say)
@@ -1018,7 +1151,7 @@ def report(say, args, job, y, record):
         say("accuracy not computed: {}".format(job.no_labels))
     if not record["manifest_checked"]:
         say("warning: no {}: run with --no-manifest, no file was checked; the record says so".format(MANIFEST))
-    say("saved {} {} and {}".format(job.output, y.shape, job.output.with_suffix(".json")))
+    say("saved {} {} and {}".format(job.output, y.shape, record_path(job.output)))
 
 
 def run(argv):
@@ -1026,7 +1159,7 @@ def run(argv):
     label, where = ("[emulation]", "emulated board") if args.emulate else ("[board]", "board")
 
     def say(text):
-        print("{} {}".format(label, text), flush=True)
+        print("{} {}".format(label, printable(text)), flush=True)
 
     np = _import_numpy()
     job = prepare(np, args)
@@ -1041,17 +1174,17 @@ def run(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    sys.dont_write_bytecode = True  # no __pycache__ in the package: the manifest lists its files
     try:
         return run(argv)
     except TargetError as exc:
-        print("error: {}".format(exc), file=sys.stderr, flush=True)
+        print("error: {}".format(printable(exc)), file=sys.stderr, flush=True)
         return exc.code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
     except Exception as exc:  # never a traceback: one line and the board's code
-        print("error: unexpected {}: {}".format(type(exc).__name__, _first_line(exc)), file=sys.stderr, flush=True)
+        print("error: unexpected {}: {}".format(type(exc).__name__, printable(_first_line(exc))), file=sys.stderr,
+              flush=True)
         return EXIT_BOARD
 
 

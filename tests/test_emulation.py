@@ -39,7 +39,7 @@ def emulate(pkg: Path, *args: str, setup: str = "", timeout: int = 120) -> subpr
     script = f"import sys, platform\nsys.path.insert(0, '.')\nimport on_target\n{setup}\n" \
              "sys.exit(on_target.main(sys.argv[1:]))"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PYNQ_")}
-    return subprocess.run([PYTHON, "-c", script, "--emulate", *args], cwd=pkg, env=environment,
+    return subprocess.run([PYTHON, "-B", "-c", script, "--emulate", *args], cwd=pkg, env=environment,
                           capture_output=True, text=True, timeout=timeout)
 
 

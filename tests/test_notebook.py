@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -93,3 +94,36 @@ def test_a_notebook_saved_again_by_jupyter_leaves_the_package_usable(package):
                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "Verdict: PASS" in result.stdout
+
+
+def test_the_notebook_runs_only_the_checked_board_script(package, tmp_path):
+    """An unchecked-hash on_target .pyc and a numpy.py or pynq.py in the folder would run under Python's
+    import (Jupyter puts the folder on sys.path): none of them does, and the run still works."""
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n")
+    py_compile.compile(str(evil), cfile=str(package / "__pycache__" / f"on_target.{sys.implementation.cache_tag}.pyc"),
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH, doraise=True)
+    for module in ("numpy", "pynq"):
+        shutil.copy(evil, package / f"{module}.py")
+    before = sorted(p.relative_to(package).as_posix() for p in package.rglob("*"))
+
+    nb = execute(package)  # the kernel runs the Python of this session, whose cache tag the .pyc has
+
+    assert not marker.exists(), f"planted code ran: {marker.read_text()}"
+    text = "".join(o.get("text", "") for o in outputs(nb, "text"))
+    assert "mode: EMULATION" in text and "accuracy 30/30" in text
+    assert np.array_equal(np.load(package / "y_hw.npy"), np.load(package / "y_hls.npy"))
+    after = sorted(p.relative_to(package).as_posix() for p in package.rglob("*"))
+    assert after == sorted(before + ["y_hw.npy", "y_hw.json"])
+
+
+def test_the_notebook_refuses_a_board_script_the_manifest_does_not_list(package, tmp_path):
+    from nbclient.exceptions import CellExecutionError
+
+    marker = tmp_path / "marker"
+    with open(package / contract.BOARD_SCRIPT, "a") as fh:
+        fh.write(f"\nopen({str(marker)!r}, 'w')\n")
+    with pytest.raises(CellExecutionError, match="on_target.py is not the file manifest.json lists"):
+        execute(package)
+    assert not marker.exists() and not (package / "y_hw.npy").exists()

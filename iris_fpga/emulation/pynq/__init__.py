@@ -29,14 +29,15 @@ The stream carries raw float32 bytes, as the accelerator's AXI stream does: a bu
 dtype is reinterpreted, not converted.
 
 Where it lives: ``package/emulation/pynq/`` beside ``accelerator.json`` and the library (see
-``iris_fpga.emulation.stage``). Only ``on_target.py --emulate`` puts ``package/emulation`` on
-``sys.path``, so it never shadows a real pynq. Standard library and numpy only, Python 3.8 syntax.
+``iris_fpga.emulation.stage``). Only ``on_target.py --emulate`` runs it, from the bytes it checked
+against the manifest, as the module ``pynq``; nothing puts it on ``sys.path``, so it never shadows a
+real pynq. Standard library and numpy only, Python 3.8 syntax (and no ``__future__`` import).
 
 Environment: ``PYNQ_EMULATION_MAX_TRANSFER`` (bytes) lowers the emulated DMA's length limit, so
-tests reach it with small data.
+tests reach it with small data. A malformed setting, or an unreadable ``accelerator.json``, raises
+``EmulationSettingError``; ``check_settings()`` and ``emulated_accelerator()`` let on_target.py
+find both before the overlay loads.
 """
-from __future__ import annotations
-
 import ctypes
 import json
 import logging
@@ -59,7 +60,13 @@ SG_LENGTH_WIDTH = 26  # c_sg_length_width in hls4ml's pynq-z2 design.tcl
 DEFAULT_MAX_TRANSFER = (1 << SG_LENGTH_WIDTH) - 1
 STREAM_WORD_BYTES = 4  # float32 on the AXI stream (bit_width_hls_input/output = 32)
 
-__all__ = ["Overlay", "allocate", "PynqBuffer", "EmulatedDMAError", "DMATimeoutError", "__version__"]
+__all__ = ["Overlay", "allocate", "PynqBuffer", "EmulatedDMAError", "DMATimeoutError", "EmulationSettingError",
+           "check_settings", "emulated_accelerator", "__version__"]
+
+
+class EmulationSettingError(ValueError):
+    """A setting of the emulated board (PYNQ_EMULATION_*, accelerator.json) is wrong: the user's or the
+    package's mistake, not a fault of the board."""
 
 
 class EmulatedDMAError(RuntimeError):
@@ -147,9 +154,9 @@ def _read_config(emulation_dir: Path) -> dict:
         config["n_in"], config["n_out"] = int(config["n_in"]), int(config["n_out"])
         config["library"] = emulation_dir / config["library"]
         return config
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RuntimeError(
-            "emulated board: cannot read {} ({}); re-run the package step".format(config_path, exc)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise EmulationSettingError(
+            "cannot read {} ({}); re-run the package step".format(config_path, exc)
         ) from None
 
 
@@ -158,6 +165,17 @@ def _load_library(library: Path, what: str):
         return ctypes.CDLL(str(library))
     except OSError as exc:
         raise RuntimeError("emulated board: cannot load the {} {} ({})".format(what, library, exc)) from None
+
+
+def emulated_accelerator() -> str:
+    """What this emulated board runs, "csim" or "rtl", as ``accelerator.json`` says (nothing loaded)."""
+    return _read_config(EMULATION_DIR).get("emulated", "csim")
+
+
+def check_settings() -> None:
+    """Read the environment's settings now, as an overlay would: EmulationSettingError if one is wrong."""
+    _max_transfer()
+    _pause_seed()
 
 
 def _accelerator(emulation_dir: Path):
@@ -324,9 +342,13 @@ def _pause_seed():
     if not value:
         return None
     try:
-        return int(value)
+        seed = int(value)
     except ValueError:
-        raise RuntimeError("{}={!r} is not a seed (a whole number)".format(PAUSES_ENV, value)) from None
+        seed = -1
+    if not 0 <= seed < 1 << 64:  # the Verilated IP's generator takes a 64-bit seed
+        raise EmulationSettingError("{}={!r} is not a seed (a whole number from 0 to 2**64-1)".format(
+            PAUSES_ENV, value))
+    return seed
 
 
 # --------------------------------------------------------------------------- DMA
@@ -461,9 +483,9 @@ def _max_transfer() -> int:
     try:
         limit = int(value)
     except ValueError:
-        raise RuntimeError("{}={!r} is not a number of bytes".format(MAX_TRANSFER_ENV, value)) from None
+        raise EmulationSettingError("{}={!r} is not a number of bytes".format(MAX_TRANSFER_ENV, value)) from None
     if not 0 < limit <= DEFAULT_MAX_TRANSFER:
-        raise RuntimeError("{}={} is outside 1..{}".format(MAX_TRANSFER_ENV, limit, DEFAULT_MAX_TRANSFER))
+        raise EmulationSettingError("{}={} is outside 1..{}".format(MAX_TRANSFER_ENV, limit, DEFAULT_MAX_TRANSFER))
     return limit
 
 
