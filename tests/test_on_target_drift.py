@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iris_fpga import contract
+from iris_fpga import config, contract
 from iris_fpga.datapath.fixedpoint import FixedType
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import printable
@@ -96,8 +96,9 @@ def test_exit_codes_are_the_projects(board_script):
 
 
 def test_the_ip_clock_is_the_one_the_ip_declares(board_script):
+    """The workstation's one clock constant, the board script's copy, and what the IP's Verilog declares."""
     declared = {int(hz) for hz in re.findall(r"FREQ_HZ (\d+)", "\n".join(verilog._ports()))}
-    assert declared == {board_script.IP_CLOCK_HZ}
+    assert declared == {board_script.IP_CLOCK_HZ} == {config.IP_CLOCK_HZ}
 
 
 def test_the_dma_limit_is_the_emulated_boards(board_script, package):
