@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from iris_fpga import terminal
 from iris_fpga.flow.context import Build, Step
 from iris_fpga.flow.steps import STEP_NAMES, STEPS
 from iris_fpga.cache import cache_keys
@@ -227,12 +228,10 @@ def parse_args(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     try:
         args, config = parse_args(argv)
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
-                            stream=sys.stdout)
+        terminal.setup_logging(args.quiet)
         return BuildModel(config, args).run(args.start, args.stop)
     except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
+        return terminal.report_error(exc)
     except KeyboardInterrupt:
         print("interrupted: the previous package is unchanged", file=sys.stderr)
         return 130

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iris_fpga import contract  # noqa: E402
 from iris_fpga.errors import ExitCode, ToolError  # noqa: E402
-from iris_fpga.fileio import printable  # noqa: E402
+from iris_fpga import terminal  # noqa: E402
 from iris_fpga import validation  # noqa: E402
 
 
@@ -29,8 +29,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line on stderr and exit 2, like every other error."""
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"error: {printable(message)} (see --help)", file=sys.stderr)
-        sys.exit(int(ExitCode.USAGE))
+        sys.exit(int(terminal.report_error(ToolError(f"{message} (see --help)", ExitCode.USAGE))))
 
 
 def _fraction(text: str) -> float:
@@ -91,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 page_figures = {**figures, **({contract.PROFILE: profile} if profile else {})}
                 validation.write_html(report, page_figures, args.html)
     except ToolError as exc:
-        print(f"error: {printable(exc)}", file=sys.stderr)
-        return int(exc.code)
+        return int(terminal.report_error(exc))
     text = json.dumps(report.to_dict(), indent=2) if args.json else validation.format_report(report)
     try:
         print(text)

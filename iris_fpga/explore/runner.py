@@ -14,6 +14,7 @@ from iris_fpga.explore import front as fr
 from iris_fpga.explore import outputs
 from iris_fpga.explore.space import Point
 from iris_fpga.explore.task import CSIM, RTL, Run, run_build
+from iris_fpga.terminal import escape_lines, show
 
 CONNECT_TIMEOUT_S = 30
 
@@ -181,7 +182,7 @@ def describe(run: Run, record: dict) -> str:
 
 
 def plain_progress(line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:
-    print(f"{phase} {done}/{total} done, {running} running, {left} left: {line}", flush=True)
+    show(f"{phase} {done}/{total} done, {running} running, {left} left: {line}")
 
 
 def progress_for(stream=sys.stdout):
@@ -211,7 +212,7 @@ class _Rich:
     def update(self, line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:
         self.bar.update(self.task, completed=done, total=total,
                         description=f"{phase}: {done} done, {running} running, {left} left")
-        self.bar.console.print(line, markup=False, highlight=False)
+        self.bar.console.print(escape_lines(line), markup=False, highlight=False)
 
     def __exit__(self, *exc):
         self.bar.stop()
