@@ -77,6 +77,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_regular_file(path: Path) -> bool:
+    """Whether ``path`` itself is a regular file: not a link (not followed), FIFO, device or folder."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def printable(text: object) -> str:
     """``str(text)`` with every non-printable character escaped as ``repr`` does (``\\x1b``,
     ``\\n``, ``\\u202e``), so a string from a file can neither rewrite the terminal nor start a

@@ -7,6 +7,7 @@ Nothing but a package this tool wrote (``contract.require_ours``) is ever replac
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import stat
 import tempfile
@@ -45,7 +46,7 @@ def _check_output_dir(output_dir: Path) -> None:
     if not output_dir.is_dir():
         return
     entries = sorted(p.name for p in output_dir.iterdir())
-    if not entries or entries == [PIPELINE_DIR] or (output_dir / PIPELINE_DIR / STATE_FILE).is_file():
+    if not entries or entries == [PIPELINE_DIR] or os.path.lexists(output_dir / PIPELINE_DIR / STATE_FILE):
         return
     shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
     raise ToolError(f"--output-dir {output_dir} holds files ({shown}) but no {PIPELINE_DIR}/{STATE_FILE}, so "
