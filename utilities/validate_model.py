@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        validation.check_outputs(args.package_dir, args.plot, args.html)
         data = validation.load_package(args.package_dir)
         report = validation.validate(data, min_accuracy=args.min_accuracy,
                                      tolerance=args.tolerance)
