@@ -85,6 +85,14 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+def refuse_link(path: Path, what: str, code: ExitCode = ExitCode.USAGE) -> None:
+    """Refuse a folder given as a symbolic link (``what`` names the option): a command acts on the
+    folder a user names, never on one a link leads it to. Folders above it may be links."""
+    if Path(path).is_symlink():
+        raise ToolError(f"{what} {printable(path)} is a symbolic link (to {printable(os.readlink(path))}): "
+                        "give the folder itself", code)
+
+
 def printable(text: object) -> str:
     """``str(text)`` with every non-printable character escaped as ``repr`` does (``\\x1b``,
     ``\\n``, ``\\u202e``), so a string from a file can neither rewrite the terminal nor start a

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from iris_fpga import contract
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import atomic_write_json, sha256_file
+from iris_fpga.fileio import atomic_write_json, refuse_link, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,10 @@ def check_folders(output_dir: Path, package_dir: Path, replace_package: bool) ->
 
     ``output_dir`` must be absent, empty, or made by this tool; neither folder may lie inside the
     other; with ``replace_package``, ``package_dir`` must be absent, empty or a package of ours.
+    ``package_dir`` given as a symbolic link is refused (the folders above it may be links): the
+    package step replaces the folder a user names, never one a link leads to.
     """
+    refuse_link(package_dir, "--package-dir")
     output_dir, package_dir = Path(output_dir).resolve(), Path(package_dir).resolve()
     if output_dir == package_dir or package_dir in output_dir.parents or output_dir in package_dir.parents:
         raise ToolError(f"--output-dir {output_dir} and --package-dir {package_dir} lie inside one another: "
