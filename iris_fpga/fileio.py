@@ -129,6 +129,25 @@ def read_untrusted(path: Path, max_bytes: int, code: ExitCode = ExitCode.USAGE) 
     return data
 
 
+def open_for_writing(path: Path, code: ExitCode = ExitCode.USAGE):
+    """``open(path, "w")`` for a file this tool writes as it goes (a log): created or emptied, and
+    only a regular file. Never through a symbolic link (``O_NOFOLLOW``), never blocking on a FIFO
+    (``O_NONBLOCK`` until the type is known); ToolError otherwise, naming the file."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                     0o666)
+    except OSError as exc:
+        what = "is a symbolic link: refused" if exc.errno == errno.ELOOP else f"cannot be written ({exc.strerror})"
+        raise ToolError(f"{printable(path)} {what}", code) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ToolError(f"{printable(path)} is not a regular file (a folder, FIFO or device): refused", code)
+    os.ftruncate(fd, 0)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w")
+
+
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _JSON_BRACKETS = re.compile(r"[\[\]{}]")
 

@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def prepare_out(out: Path) -> None:
+    """Refuse, before anything is written, a stranger's results.json, pareto.md, pareto.png or winner.txt."""
+    outputs.check_ours(out, outputs.load_results(out).get("outputs", {}))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ToolError(f"cannot create --out {out} ({exc.strerror}): choose a writable folder") from None
-    outputs.load_results(out)  # a stranger's results.json is refused before any work
 
 
 def report(result: dict, out: Path) -> int:

@@ -74,10 +74,13 @@ class Sweep:
     def __init__(self, points: list[Point], seeds: list[int], out: Path, space: dict, cluster: Cluster, progress):
         self.points, self.seeds, self.out, self.space = points, seeds, out, space
         self.cluster, self.progress = cluster, progress
-        kept = outputs.load_results(out)
-        self.records = {p.id: _without_errors(kept.pop(p.id, None)) or
-                        {"id": p.id, "settings": p.settings, "args": list(p.args), "runs": {}} for p in points}
+        results = outputs.load_results(out)
+        kept = outputs.points_by_id(results)
+        # A kept point's settings and args are the space's own, never the file's.
+        self.records = {p.id: {**(_without_errors(kept.pop(p.id, None)) or {"runs": {}}), "id": p.id,
+                               "settings": p.settings, "args": list(p.args)} for p in points}
         self.other = list(kept.values())  # points of other spaces kept in results.json, untouched
+        self.made = results.get("outputs", {})  # pareto.md, pareto.png, winner.txt as last written
         self.winner = None
 
     def run(self) -> dict:
@@ -91,8 +94,8 @@ class Sweep:
         summaries = self.summaries()
         front = fr.pareto(summaries)
         self.winner = fr.winner(summaries, self.seeds)
+        self.made = outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds, self.made)
         self.save(front)
-        outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds)
         return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started,
                 "estimate_error": fr.estimate_error(summaries)}
 
@@ -144,7 +147,8 @@ class Sweep:
         points = [{**p, "pareto": p["id"] in on_front if front is not None else None} for p in self.summaries()]
         outputs.save_results(self.out, {"space": self.space, "seeds": self.seeds, "min_accuracy": fr.MIN_ACCURACY,
                                         "points": points, "winner": self.winner,
-                                        "estimate_error": fr.estimate_error(points), "other_points": self.other})
+                                        "estimate_error": fr.estimate_error(points), "other_points": self.other,
+                                        "outputs": self.made})
 
 
 def _result(future) -> dict:
