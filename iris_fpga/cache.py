@@ -89,8 +89,12 @@ class StepState:
             "outputs": {Path(p).relative_to(self.root).as_posix(): sha256_file(p) for p in outputs},
             "seconds": round(seconds, 3),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, self.steps)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, self.steps)  # a rename: replaces a link or FIFO there, never follows it
+        except OSError as exc:
+            raise ToolError(f"cannot record step {step} in {self.path} ({exc.strerror}): remove what is in "
+                            "its place") from None
 
 
 def _state_problem(steps: Any) -> str | None:

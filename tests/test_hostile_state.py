@@ -57,6 +57,16 @@ def test_recorded_outputs_outside_the_folder_or_not_regular_are_not_reused(tmp_p
         assert StepState(work / "state.json", tmp_path).reusable("data", "k") is None
 
 
+def test_a_folder_in_place_of_the_state_is_no_state_and_a_one_line_error_when_recording(tmp_path):
+    from iris_fpga.errors import ToolError
+
+    (tmp_path / "pipeline" / "state.json").mkdir(parents=True)
+    state = StepState(tmp_path / "pipeline" / "state.json", tmp_path)
+    assert state.steps == {} and state.reusable("data", "k") is None
+    with pytest.raises(ToolError, match="cannot record step data in .*state.json"):
+        state.record("data", "k", {}, [], 0.1)
+
+
 def _hostile(kind: str, path: Path) -> None:
     path.unlink()
     if kind == "fifo":
