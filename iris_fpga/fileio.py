@@ -77,6 +77,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_regular_file(path: Path) -> bool:
+    """Whether ``path`` itself is a regular file: not a link (not followed), FIFO, device or folder."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def refuse_link(path: Path, what: str, code: ExitCode = ExitCode.USAGE) -> None:
+    """Refuse a folder given as a symbolic link (``what`` names the option): a command acts on the
+    folder a user names, never on one a link leads it to. Folders above it may be links."""
+    if Path(path).is_symlink():
+        raise ToolError(f"{what} {printable(path)} is a symbolic link (to {printable(os.readlink(path))}): "
+                        "give the folder itself", code)
+
+
 def printable(text: object) -> str:
     """``str(text)`` with every non-printable character escaped as ``repr`` does (``\\x1b``,
     ``\\n``, ``\\u202e``), so a string from a file can neither rewrite the terminal nor start a
@@ -111,6 +127,25 @@ def read_untrusted(path: Path, max_bytes: int, code: ExitCode = ExitCode.USAGE) 
         raise ToolError(f"{name} is larger than {max_bytes} bytes, more than such a file of this tool holds",
                         code)
     return data
+
+
+def open_for_writing(path: Path, code: ExitCode = ExitCode.USAGE):
+    """``open(path, "w")`` for a file this tool writes as it goes (a log): created or emptied, and
+    only a regular file. Never through a symbolic link (``O_NOFOLLOW``), never blocking on a FIFO
+    (``O_NONBLOCK`` until the type is known); ToolError otherwise, naming the file."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                     0o666)
+    except OSError as exc:
+        what = "is a symbolic link: refused" if exc.errno == errno.ELOOP else f"cannot be written ({exc.strerror})"
+        raise ToolError(f"{printable(path)} {what}", code) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ToolError(f"{printable(path)} is not a regular file (a folder, FIFO or device): refused", code)
+    os.ftruncate(fd, 0)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w")
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)

@@ -7,6 +7,7 @@ Nothing but a package this tool wrote (``contract.require_ours``) is ever replac
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import stat
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from iris_fpga import contract
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import atomic_write_json, sha256_file
+from iris_fpga.fileio import atomic_write_json, refuse_link, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,10 @@ def check_folders(output_dir: Path, package_dir: Path, replace_package: bool) ->
 
     ``output_dir`` must be absent, empty, or made by this tool; neither folder may lie inside the
     other; with ``replace_package``, ``package_dir`` must be absent, empty or a package of ours.
+    ``package_dir`` given as a symbolic link is refused (the folders above it may be links): the
+    package step replaces the folder a user names, never one a link leads to.
     """
+    refuse_link(package_dir, "--package-dir")
     output_dir, package_dir = Path(output_dir).resolve(), Path(package_dir).resolve()
     if output_dir == package_dir or package_dir in output_dir.parents or output_dir in package_dir.parents:
         raise ToolError(f"--output-dir {output_dir} and --package-dir {package_dir} lie inside one another: "
@@ -45,7 +49,7 @@ def _check_output_dir(output_dir: Path) -> None:
     if not output_dir.is_dir():
         return
     entries = sorted(p.name for p in output_dir.iterdir())
-    if not entries or entries == [PIPELINE_DIR] or (output_dir / PIPELINE_DIR / STATE_FILE).is_file():
+    if not entries or entries == [PIPELINE_DIR] or os.path.lexists(output_dir / PIPELINE_DIR / STATE_FILE):
         return
     shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
     raise ToolError(f"--output-dir {output_dir} holds files ({shown}) but no {PIPELINE_DIR}/{STATE_FILE}, so "

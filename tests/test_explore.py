@@ -266,3 +266,226 @@ def test_the_front_holds_exactly_the_points_no_other_point_beats(pairs):
         beaten = any(q["accuracy"] >= p["accuracy"] and q["lut"] <= p["lut"] and
                      (q["accuracy"], q["lut"]) != (p["accuracy"], p["lut"]) for q in points)
         assert (p["id"] in front) == (not beaten)
+
+
+# --------------------------------------------------------------------------- the explorer's own files
+def good_run(seed_lut: int = 900) -> dict:
+    return {"worker": "w", "csim": 1.0, "keras": 1.0, "val_accuracy": 0.97, "sparsity": 0.75,
+            "da4ml": {"LUT": seed_lut, "FF": 100, "latency_cycles": 5},
+            "rtl": {"yosys": {"LUT": seed_lut + 10, "FF": 110, "latency_cycles": 5}}}
+
+
+def good_results() -> dict:
+    from iris_fpga.explore.outputs import FORMAT
+    from iris_fpga.explore.space import expand
+
+    point = expand({"--hidden": ["8"]})[0]
+    return {"format": FORMAT, "points": [{"id": point.id, "settings": point.settings, "args": list(point.args),
+                                          "runs": {"0": good_run(), "1": {"error": "BuildModel.py exit 3"}}}],
+            "other_points": [{"id": "abc", "settings": {}, "args": ["--hidden", "4"], "runs": {"0": good_run(700)}}],
+            "outputs": {}}
+
+
+NOT_DICT = st.one_of(st.none(), st.integers(), st.text(max_size=4), st.lists(st.integers(), max_size=2))
+NOT_TEXT = st.one_of(st.none(), st.integers(), st.lists(st.text(max_size=2), max_size=2), st.just({}))
+NOT_FRACTION = st.one_of(st.none(), st.text(max_size=3), st.just(True), st.floats(1.001, 1e9), st.floats(-1e9, -0.001),
+                         st.just([0.5]))
+NOT_COUNT = st.one_of(st.none(), st.text(max_size=3), st.just(False), st.integers(-10**6, -1), st.floats(0, 10).map(
+    lambda f: f + 0.5), st.just({}))
+
+
+def _point(doc):
+    return doc["points"][0]
+
+
+def _run(doc):
+    return _point(doc)["runs"]["0"]
+
+
+# (where, what to do, values that may not stand there): every one makes results.json malformed.
+MALFORMED = [
+    (lambda d: d, "replace", lambda d, v: v, st.one_of(st.lists(st.integers(), max_size=2), st.text(max_size=3),
+                                                      st.integers())),
+    ("points", "set", None, NOT_DICT.filter(lambda v: not isinstance(v, list))),
+    ("other_points", "set", None, st.one_of(st.integers(), st.text(max_size=3), st.just({}))),
+    ("points[0]", "set", None, NOT_DICT),
+    ("point key", "delete", None, st.sampled_from(["id", "settings", "args", "runs"])),
+    ("point id", "set", None, NOT_TEXT),
+    ("point args", "set", None, st.one_of(st.none(), st.text(max_size=3), st.lists(st.integers(), min_size=1))),
+    ("point runs", "set", None, st.one_of(st.none(), st.lists(st.integers(), max_size=2), st.text(max_size=3))),
+    ("run", "set", None, NOT_DICT),
+    ("run fraction", "set", None, NOT_FRACTION),
+    ("run key", "delete", None, st.sampled_from(["worker", "csim", "keras", "val_accuracy", "sparsity", "da4ml"])),
+    ("run worker", "set", None, NOT_TEXT),
+    ("run da4ml", "set", None, NOT_DICT),
+    ("run da4ml figure", "set", None, NOT_COUNT),
+    ("run rtl", "set", None, st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2))),
+    ("run yosys LUT", "set", None, st.one_of(NOT_COUNT, st.just(0))),
+    ("run error", "set", None, NOT_TEXT),
+    ("outputs", "set", None, st.one_of(st.just({"pareto.md": "not a sum"}), st.lists(st.text(max_size=2), max_size=2),
+                                       st.text(max_size=3))),
+]
+
+
+def _malform(doc: dict, where, value, draw) -> dict:
+    run = _run(doc)
+    if where == "point key":
+        del _point(doc)[value]
+    elif where == "run key":
+        del run[value]
+    elif where in ("points", "other_points", "outputs"):
+        doc[where] = value
+    elif where == "points[0]":
+        doc["points"][0] = value
+    elif where.startswith("point "):
+        _point(doc)[where.split()[1]] = value
+    elif where == "run":
+        _point(doc)["runs"]["0"] = value
+    elif where == "run fraction":
+        run[draw(st.sampled_from(["csim", "keras", "val_accuracy", "sparsity"]))] = value
+    elif where == "run da4ml figure":
+        run["da4ml"][draw(st.sampled_from(["LUT", "FF", "latency_cycles"]))] = value
+    elif where == "run yosys LUT":
+        run["rtl"]["yosys"]["LUT"] = value
+    elif where == "run error":
+        _point(doc)["runs"]["1"]["error"] = value
+    else:  # run worker, run da4ml, run rtl
+        run[where.split()[1]] = value
+    return doc
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_malformed_results_file_is_one_line_naming_it(tmp_path, data):
+    """Right "format", wrong contents: exit 2 naming results.json, before anything is written."""
+    from iris_fpga.errors import ToolError
+    from iris_fpga.explore.outputs import load_results
+
+    where, _, replace, values = data.draw(st.sampled_from(MALFORMED))
+    value = data.draw(values)
+    doc = replace(good_results(), value) if replace else _malform(good_results(), where, value, data.draw)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(ToolError) as info:
+        load_results(out)
+    message = str(info.value)
+    assert info.value.code == 2 and message.isprintable() and message.startswith(str(out / "results.json"))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d["points"].append("not a point"),
+    lambda d: d["points"][0].pop("runs"),
+    lambda d: d["points"][0]["runs"]["0"].update(csim="1.0"),
+    lambda d: d["points"][0]["runs"]["0"]["da4ml"].pop("LUT"),
+    lambda d: d["points"][0]["runs"]["0"].update(rtl={"yosys": {"LUT": 0, "FF": 1, "latency_cycles": 1}}),
+    lambda d: d.update(other_points={"a": 1}),
+    lambda d: d["points"][0].update(args="--hidden 8"),
+])
+def test_the_explorer_refuses_a_malformed_results_file_before_any_work(tmp_path, damage):
+    doc = good_results()
+    damage(doc)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(doc))
+    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out), "--seeds", "1"])
+    assert code == 2 and err.count("\n") == 1 and str(out / "results.json") in err, err
+    assert sorted(os.listdir(out)) == ["results.json"]
+
+
+def write_space(tmp_path: Path, space: dict) -> Path:
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space))
+    return path
+
+
+def test_a_valid_results_file_is_read_back_with_the_spaces_own_args(tmp_path):
+    """What the file says of a point of this space is never printed or rebuilt: its args are the space's."""
+    from iris_fpga.explore.runner import Sweep
+    from iris_fpga.explore.space import expand
+
+    doc = good_results()
+    doc["points"][0]["args"] = ["--hidden", "8\x1b[2J"]
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    points = expand({"--hidden": ["8"]})
+    sweep = Sweep(points, [0, 1], tmp_path, {"--hidden": ["8"]}, cluster=None, progress=None)
+    record = sweep.records[points[0].id]
+    assert record["args"] == ["--hidden", "8"] and set(record["runs"]) == {"0"}  # the failed seed is retried
+    assert [p["id"] for p in sweep.other] == ["abc"]
+
+
+@pytest.mark.parametrize("name", ["pareto.md", "pareto.png", "winner.txt"])
+@pytest.mark.parametrize("recorded", ["no results.json", "not listed", "other sha256"])
+def test_a_users_file_in_out_is_never_overwritten(tmp_path, name, recorded):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("a user's file")
+    if recorded != "no results.json":
+        doc = good_results()
+        doc["outputs"] = {} if recorded == "not listed" else {name: "0" * 64}
+        (out / "results.json").write_text(json.dumps(doc))
+    before = sorted(os.listdir(out))
+    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out), "--seeds", "1"])
+    assert code == 2 and err.count("\n") == 1 and f"{out / name} is not a file this explorer wrote" in err, err
+    assert (out / name).read_text() == "a user's file" and sorted(os.listdir(out)) == before
+
+
+def test_outputs_it_wrote_are_replaced_and_a_late_users_file_is_not(tmp_path):
+    from iris_fpga.errors import ToolError
+    from iris_fpga.explore import outputs
+    from iris_fpga.explore.cli import prepare_out
+
+    made = outputs.write_outputs(tmp_path, [], [], None, [0], {})
+    assert set(made) == {"pareto.md", "pareto.png", "winner.txt"}
+    doc = {**good_results(), "outputs": made}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    prepare_out(tmp_path)  # what it wrote: accepted
+    assert outputs.write_outputs(tmp_path, [], [], None, [0], made) == made
+    (tmp_path / "winner.txt").write_text("a user's file, written during the sweep")
+    with pytest.raises(ToolError, match="winner.txt is not a file this explorer wrote"):
+        outputs.write_outputs(tmp_path, [], [], None, [0], made)
+    assert (tmp_path / "winner.txt").read_text() == "a user's file, written during the sweep"
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_run_never_writes_its_log_through_a_link_or_into_a_fifo(tmp_path, kind):
+    """The task (what a Dask worker runs) refuses a link or FIFO at runs/<id>-seed0.csim.log: one failed run."""
+    from iris_fpga.explore.task import Run, run_build
+
+    canary = tmp_path / "canary.txt"
+    canary.write_text("a user's file")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    log = runs / "p-seed0.csim.log"
+    if kind == "link":
+        log.symlink_to(canary)
+    else:
+        os.mkfifo(log)
+    record = run_build(Run("p", ("--hidden", "8"), 0, str(runs / "p-seed0"), 5))
+    why = "is a symbolic link: refused" if kind == "link" else "cannot be written"  # a FIFO with no reader
+    assert "p-seed0.csim.log" in record["error"] and why in record["error"], record
+    assert canary.read_text() == "a user's file" and not (runs / "p-seed0").exists()
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"--host": ["127.0.0.1"], "--timeout": [0]}, "--host is a deploy option"),
+    ({"--timeout": [0]}, "--timeout is a deploy option"),
+    ({"--remote-dir": ["x"]}, "--remote-dir is a deploy option"),
+    ({"--board": ["pynq-z2", "zcu102x"]}, "unknown board 'zcu102x'"),
+    ({"--accelerator": ["rtl"], "--latency-cutoff": [-1]}, "--latency-cutoff must be"),
+])
+def test_values_a_run_would_refuse_are_refused_before_anything_is_written(tmp_path, space, message):
+    assert_refused(tmp_path, json.dumps(space), message)
+
+
+def test_the_explorer_prints_names_from_results_escaped(tmp_path):
+    """A failed point's errors come from results.json and the build's log: printed escaped."""
+    from iris_fpga.explore.cli import report
+
+    point = {"status": "failed", "args": ["--hidden", "8"], "errors": ["seed 0: \x1b]0;owned\x07\x1b[2J\x9b\u202e"]}
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        report({"points": [point], "front": [], "seconds": 1, "estimate_error": None, "winner": None}, tmp_path)
+    text = err.getvalue() + out.getvalue()
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b\\u202e" in text
+    assert all(c == "\n" or c.isprintable() for c in text)

@@ -203,3 +203,23 @@ def test_printable_escapes_exactly_the_unprintable(text):
 def test_printable_escapes_terminal_controls():
     assert printable("set\x1b[2Josa\nPASS\u202e") == "set\\x1b[2Josa\\nPASS\\u202e"
     assert printable("versicolor é") == "versicolor é"
+
+
+# ------------------------------------------------------------------------- linked folders
+def test_a_linked_package_dir_is_refused_before_any_step(tmp_path):
+    """--package-dir given as a link is refused (links are not followed), whatever it leads to; the
+    folder it leads to and the link stay as they were."""
+    from conftest import run_buildmodel
+    from iris_fpga.packaging import check_folders
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "canary").write_text("a user's file")
+    (tmp_path / "package").symlink_to(tmp_path / "real")
+    with pytest.raises(ToolError, match="is a symbolic link") as info:
+        check_folders(tmp_path / "out", tmp_path / "package", replace_package=True)
+    assert info.value.code == ExitCode.USAGE
+    result = run_buildmodel("--from", "package", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE and result.stderr.count("\n") == 1, result.stderr
+    assert "--package-dir" in result.stderr and "is a symbolic link" in result.stderr
+    assert (tmp_path / "package").is_symlink() and os.listdir(tmp_path / "real") == ["canary"]
+    assert not (tmp_path / "hls4ml_prj_pynq").exists()

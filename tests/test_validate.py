@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def _add_hw(pkg: Path, y_hw=None, mode: str = "emulation", build_id: str | None 
         "date": "2026-11-25T06:00:00+00:00", "bitfile": "hls4ml_nn.bit" if mode == "board" else None,
         "argv": ["on_target.py"] + (["--emulate"] if mode == "emulation" else []),
     }
+    record["output_sha256"] = sha256_file(pkg / "y_hw.npy")
     record.update(extra)
     (pkg / "y_hw.json").write_text(json.dumps(record))
 
@@ -234,6 +236,100 @@ def test_build_id_mismatch_fails_without_comparing(pkg):
     assert doc["hardware"]["build_id_matches"] is False and doc["hardware"]["compared"] is False
     assert "hardware" not in doc["sources"]
     assert all(a["a"] != "hardware" for a in doc["agreement"])
+
+
+@pytest.mark.parametrize("split", ["array replaced", "record of another array", "record of another run"])
+def test_a_split_pair_fails_without_comparing(pkg, tmp_path, split):
+    """y_hw.npy must be the array its y_hw.json names (output_sha256): else exit 1, not compared."""
+    _add_hw(pkg)
+    y_hls = np.load(pkg / "y_hls.npy")
+    if split == "array replaced":  # same classes, so only the checksum tells
+        np.save(pkg / "y_hw.npy", (y_hls * 0.5).astype(np.float32), allow_pickle=False)
+    elif split == "record of another array":
+        _add_hw(pkg, output_sha256="0" * 64)
+    else:  # on_target.py --output other.npy replaced the record and left the array
+        other = tmp_path / "other"
+        other.mkdir()
+        np.save(other / "y_hw.npy", y_hls[::-1].copy(), allow_pickle=False)
+        record = json.loads((pkg / "y_hw.json").read_text())
+        (pkg / "y_hw.json").write_text(json.dumps({**record, "output_sha256": sha256_file(other / "y_hw.npy")}))
+    proc = run(pkg)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("  FAIL")]
+    assert len(failed) == 1 and "y_hw pair" in failed[0] and "split" in failed[0], proc.stdout
+    code, doc = run_json(pkg)
+    assert code == 1 and doc["hardware"]["compared"] is False and "hardware" not in doc["sources"]
+
+
+def test_the_pair_passes_when_whole(pkg):
+    _add_hw(pkg)
+    code, doc = run_json(pkg)
+    assert code == 0 and check(doc, "y_hw pair")["status"] == "pass" and doc["hardware"]["compared"] is True
+
+
+def test_a_y_test_too_wide_for_its_classes_is_refused_before_any_arithmetic(pkg):
+    """(30, 400000) is inside the element cap; its confusion matrix (400000^2) is not: exit 2."""
+    labels = np.load(pkg / "y_test.npy").argmax(axis=1)
+    wide = np.zeros((len(labels), 400_000), dtype=np.float32)
+    wide[np.arange(len(labels)), labels] = 1
+    for name in ("y_test.npy", "y_hls.npy", "y_keras.npy"):
+        np.save(pkg / name, wide, allow_pickle=False)
+    np.save(pkg / "classes.npy", np.array([f"c{i}" for i in range(400_000)]), allow_pickle=False)
+    (pkg / "manifest.json").unlink()
+    proc = subprocess.run(f"ulimit -v 3000000; exec {shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} "
+                          f"{shlex.quote(str(pkg))}", shell=True, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "400000 classes, more than the 1000" in proc.stderr
+
+
+def test_y_test_columns_must_match_the_manifests_n_out(pkg):
+    manifest = _manifest(pkg)
+    atomic_write_json(pkg / "manifest.json", {**manifest, "n_out": 4})
+    proc = run(pkg)
+    assert proc.returncode == 2 and "n_out" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def _package_state(pkg: Path) -> dict:
+    return {p.relative_to(pkg).as_posix(): sha256_file(p) for p in sorted(pkg.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["--html manifest", "--html new file", "--plot package", "--plot subfolder",
+                                   "--html through a link", "--plot through a link", "--html link in package"])
+def test_outputs_into_the_package_are_refused(pkg, tmp_path, where):
+    """Nothing validation writes may land in the package it checks (links resolved first)."""
+    _add_hw(pkg)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "to-package").symlink_to(pkg)
+    args = {
+        "--html manifest": ["--html", pkg / "manifest.json"],
+        "--html new file": ["--html", pkg / "report.html"],
+        "--plot package": ["--plot", pkg],
+        "--plot subfolder": ["--plot", pkg / "figures"],
+        "--html through a link": ["--html", tmp_path / "to-package" / "y_hw.json"],
+        "--plot through a link": ["--plot", tmp_path / "to-package"],
+        "--html link in package": ["--html", pkg / "out.html"],
+    }[where]
+    if where == "--html link in package":
+        (pkg / "out.html").symlink_to(tmp_path / "elsewhere" / "out.html")
+    before = _package_state(pkg)
+    proc = run(pkg, *args)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "lies in the package folder" in proc.stderr
+    assert _package_state(pkg) == before and not (pkg / "figures").exists()
+    assert not (tmp_path / "elsewhere" / "out.html").exists()
+
+
+def test_outputs_beside_the_package_are_written(pkg, tmp_path):
+    proc = run(pkg, "--html", tmp_path / "package.html", "--plot", tmp_path / "package-figures")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "package.html").is_file() and (tmp_path / "package-figures" / "confusion.png").is_file()
+
+
+def test_a_linked_package_folder_is_refused(pkg, tmp_path):
+    """Refuse links, as the build refuses a linked --package-dir: validation checks the folder named."""
+    (tmp_path / "link").symlink_to(pkg)
+    proc = run(tmp_path / "link")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is a symbolic link" in proc.stderr
 
 
 def test_plots_are_written(pkg, tmp_path):

@@ -11,6 +11,7 @@ from iris_fpga.explore import outputs
 from iris_fpga.explore.front import MIN_ACCURACY
 from iris_fpga.explore.runner import Cluster, Sweep, progress_for
 from iris_fpga.explore.space import expand, load_space
+from iris_fpga.terminal import report_error, show
 
 MAX_SEEDS = 100
 
@@ -44,17 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         points = expand(space, str(args.space) if args.space else "the default space")
         prepare_out(args.out)
         cluster = Cluster(args.scheduler, args.workers)
-        print(f"{len(points)} points x {args.seeds} seeds; results in {args.out / outputs.RESULTS}", flush=True)
+        show(f"{len(points)} points x {args.seeds} seeds; results in {args.out / outputs.RESULTS}")
         with progress_for() as progress:
             sweep = Sweep(points, list(range(args.seeds)), args.out, space, cluster, progress)
             result = sweep.run()
         return report(result, args.out)
     except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
+        return report_error(exc)
     except KeyboardInterrupt:
-        print(f"interrupted: every finished run is kept in {args.out / outputs.RESULTS}; run the same command "
-              "again to go on", file=sys.stderr)
+        show(f"interrupted: every finished run is kept in {args.out / outputs.RESULTS}; run the same command "
+             "again to go on", file=sys.stderr)
         return 130
     finally:
         if cluster is not None:
@@ -62,30 +62,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def prepare_out(out: Path) -> None:
+    """Refuse, before anything is written, a stranger's results.json, pareto.md, pareto.png or winner.txt."""
+    outputs.check_ours(out, outputs.load_results(out).get("outputs", {}))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ToolError(f"cannot create --out {out} ({exc.strerror}): choose a writable folder") from None
-    outputs.load_results(out)  # a stranger's results.json is refused before any work
 
 
 def report(result: dict, out: Path) -> int:
     failed = [p for p in result["points"] if p["status"] == "failed"]
     for point in failed:
-        print(f"failed point {' '.join(point['args'])}: {'; '.join(point['errors'])}", file=sys.stderr)
-    print(f"\n{outputs.front_table(result['front'])}", end="")
-    print(f"\n{len(result['points']) - len(failed)} points done, {len(failed)} failed, in {result['seconds']:.0f} s; "
-          f"{out / outputs.TABLE}, {out / outputs.PLOT}")
+        show(f"failed point {' '.join(point['args'])}: {'; '.join(point['errors'])}", file=sys.stderr)
+    show(f"\n{outputs.front_table(result['front'])}", end="")
+    show(f"\n{len(result['points']) - len(failed)} points done, {len(failed)} failed, in {result['seconds']:.0f} s; "
+         f"{out / outputs.TABLE}, {out / outputs.PLOT}")
     error = result["estimate_error"]
     if error:
-        print(f"da4ml's LUT estimate against yosys on the {error['runs']} measured runs: median "
-              f"{error['median_percent']:+.1f}%, from {error['min_percent']:+.1f}% to {error['max_percent']:+.1f}%")
+        show(f"da4ml's LUT estimate against yosys on the {error['runs']} measured runs: median "
+             f"{error['median_percent']:+.1f}%, from {error['min_percent']:+.1f}% to {error['max_percent']:+.1f}%")
     win = result["winner"]
     if win is None:
-        print(f"no measured point reaches {100 * MIN_ACCURACY:.2f}% C-simulation accuracy on every seed")
+        show(f"no measured point reaches {100 * MIN_ACCURACY:.2f}% C-simulation accuracy on every seed")
         return ExitCode.CHECK_FAILED
-    print(f"winner: {win['point_lut']:,} LUT (yosys, largest of its seeds), every seed >= {100 * MIN_ACCURACY:.2f}% "
-          f"on the 30 test samples; seed {win['seed']}: {win['lut']:,} LUT, {win['ff']:,} FF, {win['latency_cycles']} "
-          f"cycles, C-sim {100 * win['csim']:.2f}%, Keras {100 * win['keras']:.2f}%, validation "
-          f"{100 * win['val_accuracy']:.2f}%\nrebuild it: {win['command']}")
+    show(f"winner: {win['point_lut']:,} LUT (yosys, largest of its seeds), every seed >= {100 * MIN_ACCURACY:.2f}% "
+         f"on the 30 test samples; seed {win['seed']}: {win['lut']:,} LUT, {win['ff']:,} FF, {win['latency_cycles']} "
+         f"cycles, C-sim {100 * win['csim']:.2f}%, Keras {100 * win['keras']:.2f}%, validation "
+         f"{100 * win['val_accuracy']:.2f}%\nrebuild it: {win['command']}")
     return ExitCode.OK

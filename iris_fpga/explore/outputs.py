@@ -1,12 +1,19 @@
-"""What a sweep leaves in ``--out``: results.json (after every run), the front's table, pareto.png, the winner."""
+"""What a sweep leaves in ``--out``: results.json (after every run), the front's table, pareto.png, the winner.
+
+results.json lists the other three with their sha256 (``outputs``): a sweep replaces them only
+when they are what an earlier sweep wrote, never a user's file of the same name.
+"""
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from pathlib import Path
 
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, load_json
 from iris_fpga.explore.front import MIN_ACCURACY
+from iris_fpga.explore.records import check_results
+from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, is_regular_file, load_json, sha256_file
 
 RESULTS, TABLE, PLOT, WINNER = "results.json", "pareto.md", "pareto.png", "winner.txt"
 FORMAT = "iris-fpga-explore/1"
@@ -14,16 +21,29 @@ MAX_RESULTS_BYTES = 256 * 2**20
 
 
 def load_results(out: Path) -> dict:
-    """The points of an earlier sweep into ``out`` ({} when there is none); exit 2 for a stranger's file."""
-    path = out / RESULTS
-    if not path.exists():
+    """An earlier sweep's results.json in ``out``, checked field by field ({} when there is none);
+    exit 2, naming the file, for anything this explorer did not write."""
+    path = Path(out) / RESULTS
+    if not os.path.lexists(path):
         return {}
     data = load_json(path, max_bytes=MAX_RESULTS_BYTES)
-    points = data.get("points") if isinstance(data, dict) else None
-    if not isinstance(points, list) or data.get("format") != FORMAT or not all(
-            isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("runs"), dict) for p in points):
-        raise ToolError(f"{path} is not an explorer results file ({FORMAT}): choose another --out")
-    return {p["id"]: p for p in points + data.get("other_points", [])}
+    check_results(data, str(path), FORMAT)
+    return data
+
+
+def points_by_id(results: dict) -> dict:
+    """The points of a loaded results.json (this space's and others') by id."""
+    return {p["id"]: p for p in results.get("points", []) + results.get("other_points", [])}
+
+
+def check_ours(out: Path, made: dict) -> None:
+    """Refuse (exit 2) a pareto.md, pareto.png or winner.txt in ``out`` that ``made`` (results.json's
+    ``outputs``) does not list with its sha256: the explorer did not write it, so it stays."""
+    for name in (TABLE, PLOT, WINNER):
+        path = Path(out) / name
+        if os.path.lexists(path) and (not is_regular_file(path) or made.get(name) != sha256_file(path)):
+            raise ToolError(f"{path} is not a file this explorer wrote ({RESULTS} does not list it with its "
+                            "sha256), so it is left alone: move it away or choose another --out")
 
 
 def save_results(out: Path, results: dict) -> None:
@@ -41,15 +61,20 @@ def front_table(front: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, points: list[dict], front: list[dict], winner: dict | None, seeds: list[int]) -> None:
-    """The table, the plot and the winner's command (results.json is written by the caller)."""
+def write_outputs(out: Path, points: list[dict], front: list[dict], winner: dict | None, seeds: list[int],
+                  made: dict) -> dict:
+    """The table, the plot and the winner's command, replacing only what ``made`` lists (see
+    :func:`check_ours`); returns their sha256 for results.json, which the caller writes."""
     n = len(seeds)
     head = (f"Pareto front: C-simulation accuracy on the 30 test samples (worst of {n} seed{'s' * (n > 1)}) "
             "against datapath LUT (largest of the seeds)\n\n")
-    atomic_write_bytes(out / TABLE, (head + front_table(front)).encode())
-    atomic_write_bytes(out / PLOT, pareto_png(points, front, winner, n))
     text = winner["command"] + "\n" if winner else f"no measured point reaches {100 * MIN_ACCURACY:.2f}% on every seed\n"
-    atomic_write_bytes(out / WINNER, text.encode())
+    files = {TABLE: (head + front_table(front)).encode(), PLOT: pareto_png(points, front, winner, n),
+             WINNER: text.encode()}
+    check_ours(out, made)
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
 def pareto_png(points: list[dict], front: list[dict], winner: dict | None, n_seeds: int) -> bytes:

@@ -14,6 +14,7 @@ from iris_fpga.explore import front as fr
 from iris_fpga.explore import outputs
 from iris_fpga.explore.space import Point
 from iris_fpga.explore.task import CSIM, RTL, Run, run_build
+from iris_fpga.terminal import escape_lines, show
 
 CONNECT_TIMEOUT_S = 30
 
@@ -73,10 +74,13 @@ class Sweep:
     def __init__(self, points: list[Point], seeds: list[int], out: Path, space: dict, cluster: Cluster, progress):
         self.points, self.seeds, self.out, self.space = points, seeds, out, space
         self.cluster, self.progress = cluster, progress
-        kept = outputs.load_results(out)
-        self.records = {p.id: _without_errors(kept.pop(p.id, None)) or
-                        {"id": p.id, "settings": p.settings, "args": list(p.args), "runs": {}} for p in points}
+        results = outputs.load_results(out)
+        kept = outputs.points_by_id(results)
+        # A kept point's settings and args are the space's own, never the file's.
+        self.records = {p.id: {**(_without_errors(kept.pop(p.id, None)) or {"runs": {}}), "id": p.id,
+                               "settings": p.settings, "args": list(p.args)} for p in points}
         self.other = list(kept.values())  # points of other spaces kept in results.json, untouched
+        self.made = results.get("outputs", {})  # pareto.md, pareto.png, winner.txt as last written
         self.winner = None
 
     def run(self) -> dict:
@@ -90,8 +94,8 @@ class Sweep:
         summaries = self.summaries()
         front = fr.pareto(summaries)
         self.winner = fr.winner(summaries, self.seeds)
+        self.made = outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds, self.made)
         self.save(front)
-        outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds)
         return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started,
                 "estimate_error": fr.estimate_error(summaries)}
 
@@ -143,7 +147,8 @@ class Sweep:
         points = [{**p, "pareto": p["id"] in on_front if front is not None else None} for p in self.summaries()]
         outputs.save_results(self.out, {"space": self.space, "seeds": self.seeds, "min_accuracy": fr.MIN_ACCURACY,
                                         "points": points, "winner": self.winner,
-                                        "estimate_error": fr.estimate_error(points), "other_points": self.other})
+                                        "estimate_error": fr.estimate_error(points), "other_points": self.other,
+                                        "outputs": self.made})
 
 
 def _result(future) -> dict:
@@ -181,7 +186,7 @@ def describe(run: Run, record: dict) -> str:
 
 
 def plain_progress(line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:
-    print(f"{phase} {done}/{total} done, {running} running, {left} left: {line}", flush=True)
+    show(f"{phase} {done}/{total} done, {running} running, {left} left: {line}")
 
 
 def progress_for(stream=sys.stdout):
@@ -211,7 +216,7 @@ class _Rich:
     def update(self, line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:
         self.bar.update(self.task, completed=done, total=total,
                         description=f"{phase}: {done} done, {running} running, {left} left")
-        self.bar.console.print(line, markup=False, highlight=False)
+        self.bar.console.print(escape_lines(line), markup=False, highlight=False)
 
     def __exit__(self, *exc):
         self.bar.stop()

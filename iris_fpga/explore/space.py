@@ -1,8 +1,8 @@
 """The search space: BuildModel.py option names to lists of values; its points are their product.
 
 Every point is checked with BuildModel.py's own parser (``iris_fpga.flow.cli``), in this process,
-before any work: an unknown option, a value BuildModel.py refuses, or an option the explorer sets
-itself is one line and exit 2.
+before any work: an unknown option, a value BuildModel.py refuses (on the full argument list a run
+gets), an unknown board, a deploy option, or an option the explorer sets itself is one line and exit 2.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from iris_fpga.cache import fingerprint
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import load_json, printable
+from iris_fpga.fileio import load_json
 from iris_fpga.flow.cli import make_parser, parse_args
 
 #: 3 x 2 x 2 x 2 = 24 points: small networks around the README's 16-16-3, 4/4-bit one.
@@ -74,27 +74,54 @@ def expand(space: dict, source: str = "the default space") -> list[Point]:
         settings = dict(zip(space, combo))
         args = tuple(part for key, value in settings.items() for part in (key, str(value)))
         try:
-            _, config = parse_args([*args, "--seed", "0"])
+            config = check_point(args, parse_args)
         except ToolError as exc:
-            raise ToolError(f"{source}: point {printable(' '.join(args))}: {exc}", ExitCode.USAGE) from None
+            raise ToolError(f"{source}: point {' '.join(args)}: {exc}", ExitCode.USAGE) from None
         point = Point(settings, args, config.latency_cutoff)
         points.setdefault(point.id, point)
     return list(points.values())
 
 
+def check_point(args: tuple[str, ...], parse_args):
+    """The point's BuildConfig, after everything a run of it would check before its first step:
+    BuildModel.py's parser and BuildConfig on the full argument list of both kinds of run (the
+    explorer's own options included), and the board."""
+    from iris_fpga.explore.task import CSIM, RTL, Run
+    from iris_fpga.hls import check_board
+
+    for kind in (CSIM, RTL):
+        _, config = parse_args(Run("check", args, 0, "runs/check", 0, kind).argv()[1:])
+    check_board(config.board)
+    return config
+
+
+def deploy_options() -> set[str]:
+    """BuildModel.py's deploy options: the explorer's runs stop before deploy, so none belongs in a space."""
+    import argparse
+
+    from iris_fpga.deploy import add_deploy_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_deploy_arguments(parser)
+    return {name for action in parser._actions for name in action.option_strings}
+
+
 def check_entry(key, values, options: dict, source: str) -> None:
     """One key and its values: a BuildModel.py option that takes a value, and a list of strings or numbers."""
     if not isinstance(key, str) or key not in options:
-        raise ToolError(f"{source}: {printable(key)!r} is not a BuildModel.py option (see python BuildModel.py --help)")
+        raise ToolError(f"{source}: {key!r} is not a BuildModel.py option (see python BuildModel.py --help)")
     if key in OWNED:
         raise ToolError(f"{source}: {key} cannot be part of a space: {OWNED[key]}")
     if options[key].nargs == 0:
         raise ToolError(f"{source}: {key} takes no value and cannot be part of a space")
+    if key in deploy_options():
+        raise ToolError(f"{source}: {key} is a deploy option, and the explorer's runs stop before deploy: "
+                        "it cannot be part of a space")
     if not isinstance(values, list) or not values:
         raise ToolError(f"{source}: {key} needs a non-empty list of values, e.g. [{_example(key)}]")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ToolError(f"{source}: {key}: {printable(value)!r} is not a string or a number")
+            raise ToolError(f"{source}: {key}: {value!r} is not a string or a number")
 
 
 def _example(key: str) -> str:

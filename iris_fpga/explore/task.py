@@ -6,7 +6,6 @@ process. Failures come back as a record with an ``error`` line, never as an exce
 """
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import socket
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iris_fpga.errors import ToolError
+from iris_fpga.fileio import load_json, open_for_writing
 
 REPO = Path(__file__).resolve().parents[2]
 CSIM, RTL = "csim", "rtl"  # the two kinds of run: up to the C-simulation, then the rtl step (yosys)
@@ -54,12 +54,12 @@ def run_build(run: Run) -> dict:
             folder.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ToolError(f"cannot create the run's folder {folder} ({exc.strerror})") from None
-        with open(log, "w") as out:
+        with open_for_writing(log) as out:
             code = subprocess.run([sys.executable, *run.argv()], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, preexec_fn=_interruptible).returncode
         if code:
             raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
-        steps = json.loads((folder / "pipeline" / "state.json").read_text())
+        steps = load_json(folder / "pipeline" / "state.json")
         record.update(rtl_figures(steps) if run.kind == RTL else csim_figures(steps, folder, run.latency_cutoff))
     except (ToolError, OSError, ValueError, KeyError, TypeError) as exc:
         record["error"] = str(exc) if isinstance(exc, ToolError) else f"unreadable results in {folder} ({exc!r})"

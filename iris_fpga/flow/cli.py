@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 import typing
 
+from iris_fpga import terminal
 from iris_fpga.arguments import DefaultsHelpFormatter, OneLineParser
 from iris_fpga.config import RECIPES, SETTING, BuildConfig, option_name
 from iris_fpga.errors import ToolError
@@ -73,12 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args, config = parse_args(argv)
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
-                            stream=sys.stdout)
+        terminal.setup_logging(args.quiet)
         return BuildModel(config, args).run(args.start, args.stop)
     except ToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
+        return terminal.report_error(exc)
     except KeyboardInterrupt:
         print("interrupted: the previous package is unchanged", file=sys.stderr)
         return 130

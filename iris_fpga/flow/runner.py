@@ -56,7 +56,7 @@ class BuildModel(Build):
         from iris_fpga.hls import check_board
 
         check_board(self.config.board)
-        check_folders(self.output_dir, self.package_dir, replace_package="package" in names)
+        check_folders(self.config.output_dir, self.config.package_dir, replace_package="package" in names)
         for folder in (self.output_dir, self.package_dir.parent):
             _check_writable(folder)
 

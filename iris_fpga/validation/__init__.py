@@ -31,10 +31,12 @@ folder in their place is refused); strings from files are printed escaped.
 
 Modules: ``sources`` (the files and who makes them), ``records`` (the JSON files' fields),
 ``load`` (reading and checking the package folder), ``checks`` (the report and its verdict),
-``text`` (the terminal report), ``plots`` (the figures), ``html`` (the ``--html`` page), ``cli``
-(the command line of ``utilities/validate_model.py`` and ``iris-fpga-validate``).
+``text`` (the terminal report), ``plots`` (the figures), ``html`` (the ``--html`` page),
+``destinations`` (where ``--plot`` and ``--html`` may write: never into the package), ``cli`` (the
+command line of ``utilities/validate_model.py`` and ``iris-fpga-validate``).
 """
 from iris_fpga.validation.checks import DEFAULT_TOLERANCE, Report, validate
+from iris_fpga.validation.destinations import check_outputs
 from iris_fpga.validation.load import PackageData, load_package
 from iris_fpga.validation.html import package_profile, write_html
 from iris_fpga.validation.plots import render_figures, write_plots
@@ -42,6 +44,7 @@ from iris_fpga.validation.text import format_report
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "check_outputs",
     "PackageData",
     "Report",
     "format_report",

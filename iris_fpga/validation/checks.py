@@ -107,10 +107,19 @@ def _provenance(data: PackageData, manifest_id: str | None, checks: _Checks
     if matches:
         checks.add("build id", "pass", f"y_hw.json build {hw_id} matches manifest.json")
     else:
-        del compared["hardware"]
         checks.add("build id", "fail",
                    f"y_hw.npy comes from build {hw_id}, the package is build {manifest_id}: hardware "
                    f"results not compared; rerun on_target.py for this build")
+    pair = rec["output_sha256"] == data.hw_sha256
+    hardware.update(pair_matches=pair, compared=matches and pair)
+    if pair:
+        checks.add("y_hw pair", "pass", "y_hw.npy is the array y_hw.json records (output_sha256)")
+    else:
+        checks.add("y_hw pair", "fail", f"y_hw.npy (sha256 {data.hw_sha256[:16]}...) is not the array y_hw.json "
+                   f"records ({rec['output_sha256'][:16]}...): the pair was split, hardware results not "
+                   "compared; rerun on_target.py")
+    if not hardware["compared"]:
+        del compared["hardware"]
     return hardware, compared
 
 

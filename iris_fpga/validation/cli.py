@@ -9,10 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from iris_fpga import contract, validation
+from iris_fpga import contract, terminal, validation
 from iris_fpga.arguments import OneLineParser
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import printable
 
 
 def _fraction(text: str) -> float:
@@ -62,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     """Validate; exit codes as README's "Exit codes" (0 pass, 1 a check failed, 2 unusable input)."""
     try:
         args = build_parser().parse_args(argv)
+        validation.check_outputs(args.package_dir, args.plot, args.html)
         data = validation.load_package(args.package_dir)
         report = validation.validate(data, min_accuracy=args.min_accuracy,
                                      tolerance=args.tolerance)
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 page_figures = {**figures, **({contract.PROFILE: profile} if profile else {})}
                 validation.write_html(report, page_figures, args.html)
     except ToolError as exc:
-        print(f"error: {printable(exc)}", file=sys.stderr)
-        return int(exc.code)
+        return int(terminal.report_error(exc))
     text = json.dumps(report.to_dict(), indent=2) if args.json else validation.format_report(report)
     try:
         print(text)

@@ -6,6 +6,7 @@ through the bounded loaders of :mod:`iris_fpga.fileio`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,14 @@ import numpy as np
 
 from iris_fpga import contract
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import TEXT_KINDS, load_npy, printable
+from iris_fpga.fileio import MAX_NPY_BYTES, TEXT_KINDS, load_npy, printable, read_untrusted, refuse_link
 from iris_fpga.validation import records
-X_TEST, Y_TEST, CLASSES, SCALER = contract.DATA_FILES  # the package's test data, as the data step names it
 from iris_fpga.validation.sources import (CSIM_STEP, DATA_STEP, ON_TARGET, PACKAGE_STEP, RTL_STEP,
                                           SOURCES, Maker)
+
+X_TEST, Y_TEST, CLASSES, SCALER = contract.DATA_FILES  # the package's test data, as the data step names it
+#: More classes than any data set of this tool has (digits: 10), few enough for a confusion matrix.
+MAX_CLASSES = 1000
 
 
 @dataclass
@@ -34,12 +38,14 @@ class PackageData:
     hw_record: dict | None = None
     hardware_estimate: dict | None = None
     raw_X: np.ndarray | None = None  # X_test un-scaled with scaler.json, when available
+    hw_sha256: str | None = None  # of y_hw.npy's bytes, for the record's output_sha256
     warnings: list[str] = field(default_factory=list)
 
 
 def load_package(package_dir: Path | str) -> PackageData:
     """Read and check a package folder; raise ToolError(USAGE) for anything unusable."""
     pdir = Path(package_dir)
+    refuse_link(pdir, "package folder")
     if not pdir.exists():
         raise ToolError(f"package folder {printable(pdir)} does not exist: it is made by the pipeline "
                         f"(python BuildModel.py)")
@@ -51,10 +57,9 @@ def load_package(package_dir: Path | str) -> PackageData:
     listed = manifest["files"] if manifest else {}
     _verify(pdir, manifest)
 
-    y_true, n_classes = _load_truth(pdir)
+    y_true, n_classes = _load_truth(pdir, manifest)
     n = len(y_true)
-    X = _numeric(_array(pdir, X_TEST, DATA_STEP), 2, DATA_STEP, X_TEST)
-    _check_rows(X_TEST, X, n, DATA_STEP)
+    X = _numeric(_array(pdir, X_TEST, DATA_STEP), 2, DATA_STEP, X_TEST, rows=n)
     if X.shape[1] == 0:
         raise ToolError("X_test.npy has no features (shape (N, 0))")
     classes = _load_classes(pdir, n_classes)
@@ -70,6 +75,7 @@ def load_package(package_dir: Path | str) -> PackageData:
         predictions=predictions,
         manifest=manifest,
         hw_record=_load_hw_record(pdir, hw_present, n, warnings),
+        hw_sha256=_sha256(pdir / contract.RESULT_FILES[0]) if hw_present else None,
         hardware_estimate=_load_estimate(pdir, contract.ESTIMATE in listed, warnings),
         raw_X=_load_raw_features(pdir, X),
         warnings=warnings,
@@ -162,10 +168,14 @@ def _array(pdir: Path, name: str, maker: Maker, **kinds) -> np.ndarray:
         raise ToolError(f"{exc}; rerun {maker.rerun}") from None
 
 
-def _numeric(array: np.ndarray, ndim: int, maker: Maker, name: str) -> np.ndarray:
-    """Check rank and finiteness; return a float64 copy."""
+def _numeric(array: np.ndarray, ndim: int, maker: Maker, name: str, rows: int | None = None) -> np.ndarray:
+    """Check rank, then the row count (``rows``: y_test.npy's), then finiteness; return a float64
+    copy. Shapes come first, so no arithmetic runs on an array of the wrong size."""
     if array.ndim != ndim:
         raise ToolError(f"{name} has shape {tuple(array.shape)}: expected {ndim} dimensions; rerun {maker.rerun}")
+    if rows is not None and array.shape[0] != rows:
+        raise ToolError(f"lengths differ: {name} has {array.shape[0]} rows, y_test.npy has {rows}; "
+                        f"rerun {maker.rerun}")
     out = array.astype(np.float64)
     bad = ~np.isfinite(out)
     if bad.any():
@@ -176,14 +186,28 @@ def _numeric(array: np.ndarray, ndim: int, maker: Maker, name: str) -> np.ndarra
     return out
 
 
-def _check_rows(name: str, array: np.ndarray, n: int, maker: Maker) -> None:
-    if array.shape[0] != n:
-        raise ToolError(f"lengths differ: {name} has {array.shape[0]} rows, y_test.npy has {n}; rerun {maker.rerun}")
+def _sha256(path: Path) -> str:
+    """The sha256 of a file the bounded loader has just read (and so accepted)."""
+    return hashlib.sha256(read_untrusted(path, MAX_NPY_BYTES)).hexdigest()
 
 
-def _load_truth(pdir: Path) -> tuple[np.ndarray, int]:
-    """Class indices from the one-hot y_test.npy, and the number of classes."""
-    y_test = _numeric(_array(pdir, Y_TEST, DATA_STEP), 2, DATA_STEP, Y_TEST)
+def _load_truth(pdir: Path, manifest: dict | None) -> tuple[np.ndarray, int]:
+    """Class indices from the one-hot y_test.npy, and the number of classes.
+
+    Its shape is checked against the manifest's ``n_out`` and :data:`MAX_CLASSES` before any
+    arithmetic: a (30, 400000) y_test.npy is inside the element cap, but a confusion matrix of
+    400000 classes squared is not.
+    """
+    y_test = _array(pdir, Y_TEST, DATA_STEP)
+    if y_test.ndim == 2:
+        n_out = manifest.get("n_out") if manifest else None
+        if isinstance(n_out, int) and y_test.shape[1] != n_out:
+            raise ToolError(f"y_test.npy has {y_test.shape[1]} columns but manifest.json says the network has "
+                            f"{n_out} outputs (n_out); rerun {DATA_STEP.rerun}")
+        if y_test.shape[1] > MAX_CLASSES:
+            raise ToolError(f"y_test.npy has shape {y_test.shape}: {y_test.shape[1]} classes, more than the "
+                            f"{MAX_CLASSES} validation takes; rerun {DATA_STEP.rerun}")
+    y_test = _numeric(y_test, 2, DATA_STEP, Y_TEST)
     n, n_classes = y_test.shape
     if n == 0:
         raise ToolError("empty test set: y_test.npy has 0 samples; rerun python BuildModel.py")
@@ -211,8 +235,7 @@ def _load_classes(pdir: Path, n_classes: int) -> list[str]:
 
 
 def _load_probabilities(pdir: Path, name: str, maker: Maker, n: int, n_classes: int) -> np.ndarray:
-    probs = _numeric(_array(pdir, name, maker), 2, maker, name)
-    _check_rows(name, probs, n, maker)
+    probs = _numeric(_array(pdir, name, maker), 2, maker, name, rows=n)
     if probs.shape[1] != n_classes:
         raise ToolError(f"{name} has shape {probs.shape}: expected ({n}, {n_classes}), one value per class; "
                         f"rerun {maker.rerun}")

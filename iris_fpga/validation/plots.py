@@ -11,6 +11,9 @@ from iris_fpga.fileio import atomic_write_bytes, printable
 from iris_fpga.validation.checks import Report
 from iris_fpga.validation.load import PackageData
 
+#: The ``--plot`` files, in the order :func:`render_figures` makes them.
+FIGURES = ("confusion.png", "probabilities.png")
+
 
 def render_figures(report: Report, data: PackageData) -> dict[str, bytes]:
     """The figures as PNG bytes by file name: confusion.png and probabilities.png."""
@@ -21,8 +24,7 @@ def render_figures(report: Report, data: PackageData) -> dict[str, bytes]:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ToolError("figures need matplotlib: pip install matplotlib") from None
-    figures = {"confusion.png": _confusion_figure(plt, report.data),
-               "probabilities.png": _probabilities_figure(plt, report.data, data)}
+    figures = dict(zip(FIGURES, (_confusion_figure(plt, report.data), _probabilities_figure(plt, report.data, data))))
     pngs = {}
     for name, fig in figures.items():
         buf = io.BytesIO()

@@ -41,6 +41,10 @@ def _count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def _timing(value) -> bool:
     return value is None or isinstance(value, dict) and all(_number(v) for v in value.values())
 
@@ -58,6 +62,7 @@ HW_RECORD = (
     Field("date", _optional_text, "text or null"),
     Field("bitfile", _optional_text, "text or null"),
     Field("samples", _count, "a count"),
+    Field("output_sha256", _sha256, "the sha256 of y_hw.npy, 64 hex digits", required=True),
     Field("repeat", _count, "a count"),
     Field("batch_latency_s", _timing, "an object of seconds (numbers >= 0) or null"),
     Field("throughput_sps", _timing, "an object of samples/s (numbers >= 0) or null"),

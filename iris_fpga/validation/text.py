@@ -47,6 +47,8 @@ def _hardware(hw: dict) -> list[str]:
     match = ("matches manifest.json" if hw["build_id_matches"]
              else f"DIFFERS from manifest.json's {hw['manifest_build_id']}: not compared")
     lines = [f"Hardware: y_hw.npy from {hw['mode']} ({hw['mode_note']})", f"  build {hw['build_id']} {match}"]
+    if not hw["pair_matches"]:
+        lines.append("  y_hw.npy is NOT the array y_hw.json records (output_sha256): not compared")
     rec = hw.get("record", {})
     extra = [f"{label} {rec[key]}" for key, label in (("pynq_version", "pynq"), ("date", "date"),
                                                        ("bitfile", "bitfile")) if rec.get(key) is not None]
