@@ -176,6 +176,9 @@ def make_parser() -> OneLineParser:
     parser.add_argument("--accelerator", choices=ACCELERATORS, default="hls",
                         help="hls: hls4ml's IP (Vivado HLS 2020.1 + Vivado builds it), as in the article; rtl: this "
                         "project's own Verilog IP, verified here cycle by cycle (Vivado alone builds it); implies --rtl")
+    parser.add_argument("--accept-timing-violations", action="store_true",
+                        help="rtl: package a bitstream whose implemented design misses timing (negative setup or hold "
+                        "slack); without it that is exit 3 and no bitstream. The manifest then says timing_met: false")
     parser.add_argument("--board", default="pynq-z2",
                         help=f"hls4ml VivadoAccelerator board; only {', '.join(BOARDS)} works end to end "
                         "(on_target.py drives a PYNQ-Z2, part xc7z020)")
@@ -208,6 +211,7 @@ def parse_args(argv: list[str] | None):
         sparsity=args.sparsity,
         hidden=args.hidden,
         accelerator=args.accelerator,
+        accept_timing_violations=args.accept_timing_violations,
         weight_bits=args.weight_bits,
         activation_bits=args.activation_bits,
         board=args.board,

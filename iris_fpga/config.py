@@ -105,6 +105,8 @@ class BuildConfig:
     rtl_random: int = 2000
     # the IP the package carries (manifest.json "accelerator")
     accelerator: str = "hls"
+    # bitstream step: package a bitstream whose implemented design misses timing (rtl: manifest timing_met false)
+    accept_timing_violations: bool = False
     # where things go
     output_dir: str = "hls4ml_prj_pynq"
     package_dir: str = "package"
