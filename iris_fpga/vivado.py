@@ -1,8 +1,10 @@
 """The bitstream step: Vivado HLS + Vivado through hls4ml, and proof that they made something.
 
 hls4ml runs both tools with ``os.system`` and ignores their exit codes, so a failed build returns
-normally. Only the existence of the .bit and the .hwh counts as a built bitstream. The ``rtl``
-accelerator needs Vivado alone (``find_vivado_rtl``; its flow is in ``vivado_rtl``).
+normally. Only the existence of the .bit and the .hwh counts as a built bitstream; when they are
+missing because Vivado lacks the PYNQ-Z2 board files (``[Board 49-71]`` in its log), the error says
+how to install them. The ``rtl`` accelerator needs Vivado alone (``find_vivado_rtl``; its flow is in
+``vivado_ip``).
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ HWH_RELATIVE = Path(
     "myproject_vivado_accelerator/project_1.srcs/sources_1/bd/design_1/hw_handoff/design_1.hwh"
 )
 INSTALL_HINT = (
-    "install Vivado HLS + Vivado 2020.1 (the versions hls4ml's VivadoAccelerator backend targets), "
-    "then run `python BuildModel.py --from bitstream` on that machine"
+    "install Vivado HLS + Vivado 2020.1 (the versions hls4ml's VivadoAccelerator backend targets) and the PYNQ-Z2 "
+    "board files from Vivado's Board Store, then run `python BuildModel.py --from bitstream` on that machine"
 )
 RTL_INSTALL_HINT = (
     "install Vivado 2021.1 or later (module references need 2021.1; the free Standard edition covers "
-    "the xc7z020; Vivado HLS is not needed), then run `python BuildModel.py --accelerator rtl --from "
+    "the xc7z020; Vivado HLS is not needed) and the PYNQ-Z2 board files from Vivado's Board Store, then run `python BuildModel.py --accelerator rtl --from "
     "bitstream` on that machine"
 )
 
