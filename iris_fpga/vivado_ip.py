@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Sequence
 
 from iris_fpga.contract import BITSTREAM_FILES, VIVADO_REPORTS
@@ -163,7 +163,15 @@ def build_rtl_bitstream(vivado: Path, script: Path, dest: Path, accept_timing_vi
         what = f"exited with code {result.returncode}" if result.returncode else "finished"
         lacking = f" without {', '.join(missing)}" if missing else ""
         raise ToolError(f"Vivado {what}{lacking}{_first_error(log_path)}; read {log_path}", ExitCode.EXTERNAL_TOOL)
-    report = project_dir / "timing.rpt"
+    timing = checked_timing(project_dir / "timing.rpt", accept_timing_violations)
+    dest.mkdir(parents=True, exist_ok=True)
+    for source, target in zip(made, outputs):
+        atomic_write_bytes(target, source.read_bytes())
+    return RtlBitstream(outputs, version, timing)
+
+
+def checked_timing(report: Path, accept_timing_violations: bool) -> Timing:
+    """The implemented design's timing; not met is exit 3 naming the worst slack, or a warning when accepted."""
     timing = read_timing(report)
     if not timing.met:
         if not accept_timing_violations:
@@ -171,10 +179,7 @@ def build_rtl_bitstream(vivado: Path, script: Path, dest: Path, accept_timing_vi
                             "--accept-timing-violations packages it anyway)", ExitCode.EXTERNAL_TOOL)
         log.warning("bitstream: timing NOT met (%s): packaged on --accept-timing-violations; the board may compute "
                     "wrong results", timing.violations())
-    dest.mkdir(parents=True, exist_ok=True)
-    for source, target in zip(made, outputs):
-        atomic_write_bytes(target, source.read_bytes())
-    return RtlBitstream(outputs, version, timing)
+    return timing
 
 
 def check_vivado(vivado: Path, project_dir: Path, board_part: str | None) -> str:
