@@ -281,6 +281,8 @@ def bitstream_lines(build: Build, result: dict) -> list[tuple[str, str]]:
                                 "the board may compute wrong results"))
     elif result.get("timing_met"):
         lines.append(("timing", "met (WNS {wns_ns:g} ns, WHS {whs_ns:g} ns)".format(**result["timing"])))
+    else:
+        lines.append(("timing", "not checked: hls4ml's design script writes no timing report"))
     if result.get("reports"):
         lines.append(("reports", ", ".join(str(build.package_dir / name) for name in result["reports"])))
     return lines
