@@ -898,7 +898,7 @@ def warn_out_of_range(say, outside):
 
 
 def warn_timing(say, manifest):
-    """A bitstream packaged on --accept-timing-violations misses timing (manifest timing_met false): every run says so."""
+    """Every run says so when the bitstream misses timing (packaged on --accept-timing-violations)."""
     if not manifest or manifest.get("timing_met") is not False:
         return
     timing = manifest.get("timing") if isinstance(manifest.get("timing"), dict) else {}

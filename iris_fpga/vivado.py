@@ -31,14 +31,16 @@ INSTALL_HINT = (
 )
 RTL_INSTALL_HINT = (
     "install Vivado 2021.1 or later (module references need 2021.1; the free Standard edition covers "
-    "the xc7z020; Vivado HLS is not needed) and the PYNQ-Z2 board files from Vivado's Board Store, then run `python BuildModel.py --accelerator rtl --from "
+    "the xc7z020; Vivado HLS is not needed) and the PYNQ-Z2 board files from Vivado's Board Store, then run "
+    "`python BuildModel.py --accelerator rtl --from "
     "bitstream` on that machine"
 )
 
 
 BOARD_NOT_FOUND = re.compile(r"Board 49-71\].*?not found for (\S+)")  # Vivado's error for a missing board part
 MAX_LOG_BYTES = 1 << 28  # more than a Vivado log of this design holds
-RESUME = {"hls": "python BuildModel.py --from bitstream", "rtl": "python BuildModel.py --accelerator rtl --from bitstream"}
+RESUME = {"hls": "python BuildModel.py --from bitstream",
+          "rtl": "python BuildModel.py --accelerator rtl --from bitstream"}
 
 
 def board_files_message(board_part: str, accelerator: str) -> str:

@@ -62,7 +62,8 @@ SUBSTITUTIONS = (
      "the IP is Verilog in the project, not an HLS IP repository; the module reference needs it in the hierarchy"),
     ("create_bd_cell -type ip -vlnv xilinx.com:hls:${project_name}_axi:1.0 ${project_name}_axi_0",
      (f"create_bd_cell -type module -reference {TOP} ${{project_name}}_axi_0",
-      f"if {{![string match xilinx.com:module_ref:{TOP}:* [get_property VLNV [get_bd_cells ${{project_name}}_axi_0]]]}} "
+      f"if {{![string match xilinx.com:module_ref:{TOP}:* "
+      f"[get_property VLNV [get_bd_cells ${{project_name}}_axi_0]]]}} "
       f"{{ error \"the module reference {TOP} did not resolve\" }}"),
      "the IP as a module reference (documented from Vivado 2021.1) under the HLS IP's cell name, checked"),
     ("make_wrapper -files [get_files ./${project_name}_vivado_accelerator/project_1.srcs/sources_1/bd/design_1/"

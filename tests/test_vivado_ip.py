@@ -84,7 +84,8 @@ def test_design_script_differs_from_hls4ml_only_in_the_ip_lines(ip, tmp_path):
          [f"add_files -norecurse {{{ip}}}", "update_compile_order -fileset sources_1"]),
         (["create_bd_cell -type ip -vlnv xilinx.com:hls:${project_name}_axi:1.0 ${project_name}_axi_0"],
          [f"create_bd_cell -type module -reference {TOP} ${{project_name}}_axi_0",
-          f"if {{![string match xilinx.com:module_ref:{TOP}:* [get_property VLNV [get_bd_cells ${{project_name}}_axi_0]]]}} "
+          f"if {{![string match xilinx.com:module_ref:{TOP}:* "
+          f"[get_property VLNV [get_bd_cells ${{project_name}}_axi_0]]]}} "
           f'{{ error "the module reference {TOP} did not resolve" }}']),
         ([f"make_wrapper -files [get_files {bd}/design_1.bd] -top"],
          [f"set wrapper [make_wrapper -files [get_files {bd}/design_1.bd] -top]"]),
@@ -153,7 +154,8 @@ def _break_script(script: Path, ip: Path, case: str) -> str:
         script.write_text(text.replace(f"-type module -reference {TOP}", "-type ip -vlnv xilinx.com:ip:axi_dma:7.1"))
         return f"the module reference {TOP} did not resolve"
     if case == "top not the wrapper":
-        script.write_text(text.replace("set_property top [file rootname [file tail $wrapper]]", f"set_property top {TOP}"))
+        script.write_text(text.replace("set_property top [file rootname [file tail $wrapper]]",
+                                       f"set_property top {TOP}"))
         return f"the top is {TOP}, not the block design's wrapper"
     if case == "IP without an in_r interface":
         ip.write_text(ip.read_text().replace("axis:1.0 in_r ", "axis:1.0 in_x "))
@@ -346,7 +348,8 @@ def test_accepted_timing_violations_package_the_bitstream_and_say_so(ip, tmp_pat
     monkeypatch.setenv("STANDIN_VIVADO_TIMING", str(TIMING_VIOLATED))
     script = write_design_tcl(tmp_path / "vivado", [ip], TOP)
     with caplog.at_level(logging.WARNING):
-        built = build_rtl_bitstream(vivado.find_vivado_rtl(), script, tmp_path / "staging", accept_timing_violations=True)
+        built = build_rtl_bitstream(vivado.find_vivado_rtl(), script, tmp_path / "staging",
+                                    accept_timing_violations=True)
     assert (tmp_path / "staging" / "hls4ml_nn.bit").read_bytes() == b"STAND-IN BIT"
     assert not built.timing.met
     assert built.timing.figures == {"wns_ns": -0.412, "tns_ns": -3.873, "whs_ns": 0.031, "ths_ns": 0.0}

@@ -83,8 +83,9 @@ def _read_manifest(pdir: Path, hw_present: bool, warnings: list[str]) -> dict | 
         if not manifest["build_id"]:
             raise ToolError("manifest.json has no build_id; rerun python BuildModel.py")
         if manifest.get("timing_met") is False:
-            warnings.append(f"manifest.json: the bitstream does not meet timing ({printable(manifest.get('timing'))[:200]}):"
-                            " it was packaged on --accept-timing-violations, and the board may compute wrong results")
+            timing = printable(manifest.get("timing"))[:200]
+            warnings.append(f"manifest.json: the bitstream does not meet timing ({timing}): it was packaged on "
+                            "--accept-timing-violations, and the board may compute wrong results")
     elif hw_present:
         raise ToolError(f"manifest.json is missing: it is made by {PACKAGE_STEP.made_by}, and is needed to "
                         "check which build y_hw.npy came from")
