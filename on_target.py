@@ -1027,6 +1027,17 @@ def warn_out_of_range(say, outside):
             " and {} more".format(more) if more else "", outside["input_type"], *outside["range"]))
 
 
+def warn_timing(say, manifest):
+    """Every run says so when the bitstream misses timing (packaged on --accept-timing-violations)."""
+    if not manifest or manifest.get("timing_met") is not False:
+        return
+    timing = manifest.get("timing") if isinstance(manifest.get("timing"), dict) else {}
+    slack = ["{} {:g} ns".format(name, timing[key]) for name, key in (("WNS", "wns_ns"), ("WHS", "whs_ns"))
+             if type(timing.get(key)) in (int, float)]
+    say("warning: the package's bitstream does not meet timing ({}): it was packaged on --accept-timing-violations, "
+        "and the board may compute wrong results".format(", ".join(slack) or "slack not recorded"))
+
+
 def open_board(np, args, job, say, where):
     """pynq (real or emulated), the generated driver and its overlay, as an Accelerator."""
     listed = job.manifest["files"] if job.manifest else None
@@ -1164,6 +1175,7 @@ def run(argv):
     np = _import_numpy()
     job = prepare(np, args)
     warn_out_of_range(say, job.outside)
+    warn_timing(say, job.manifest)
     pynq, accelerator = open_board(np, args, job, say, where)
     y, latencies = measure(np, accelerator, job.x, args.repeat, where)
     record = make_record(np, argv, args, job, pynq, accelerator, y, latencies)

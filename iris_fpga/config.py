@@ -246,6 +246,9 @@ class BuildConfig:
         "hls", "hls: hls4ml's IP (Vivado HLS 2020.1 + Vivado builds it), as in the article; rtl: this project's own "
         "Verilog IP, verified here cycle by cycle (Vivado alone builds it); implies --rtl",
         keys=("bitstream", "package"), choices=ACCELERATORS)
+    accept_timing_violations: bool = setting(
+        False, "rtl: package a bitstream whose implemented design misses timing (negative setup or hold slack); "
+        "without it that is exit 3 and no bitstream. The manifest then says timing_met: false", keys=("bitstream",))
     # where things go
     output_dir: str = setting("hls4ml_prj_pynq", "hls4ml project (and the build's work files)")
     package_dir: str = setting("package", "what the board gets")

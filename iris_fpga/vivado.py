@@ -1,19 +1,23 @@
 """The bitstream step: Vivado HLS + Vivado through hls4ml, and proof that they made something.
 
 hls4ml runs both tools with ``os.system`` and ignores their exit codes, so a failed build returns
-normally. Only the existence of the .bit and the .hwh counts as a built bitstream. The ``rtl``
-accelerator needs Vivado alone (``find_vivado_rtl``; its flow is in ``vivado_rtl``).
+normally. Only the existence of the .bit and the .hwh counts as a built bitstream; when they are
+missing because Vivado lacks the PYNQ-Z2 board files (``[Board 49-71]`` in its log), the error says
+how to install them. The ``rtl`` accelerator needs Vivado alone (``find_vivado_rtl``; its flow is in
+``vivado_ip``).
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from iris_fpga.contract import BITSTREAM_STEM
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import printable, read_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +26,49 @@ HWH_RELATIVE = Path(
     "myproject_vivado_accelerator/project_1.srcs/sources_1/bd/design_1/hw_handoff/design_1.hwh"
 )
 INSTALL_HINT = (
-    "install Vivado HLS + Vivado 2020.1 (the versions hls4ml's VivadoAccelerator backend targets), "
-    "then run `python BuildModel.py --from bitstream` on that machine"
+    "install Vivado HLS + Vivado 2020.1 (the versions hls4ml's VivadoAccelerator backend targets) and the PYNQ-Z2 "
+    "board files from Vivado's Board Store, then run `python BuildModel.py --from bitstream` on that machine"
 )
 RTL_INSTALL_HINT = (
     "install Vivado 2021.1 or later (module references need 2021.1; the free Standard edition covers "
-    "the xc7z020; Vivado HLS is not needed), then run `python BuildModel.py --accelerator rtl --from "
+    "the xc7z020; Vivado HLS is not needed) and the PYNQ-Z2 board files from Vivado's Board Store, then run "
+    "`python BuildModel.py --accelerator rtl --from "
     "bitstream` on that machine"
 )
+
+
+BOARD_NOT_FOUND = re.compile(r"Board 49-71\].*?not found for (\S+)")  # Vivado's error for a missing board part
+MAX_LOG_BYTES = 1 << 28  # more than a Vivado log of this design holds
+RESUME = {"hls": "python BuildModel.py --from bitstream",
+          "rtl": "python BuildModel.py --accelerator rtl --from bitstream"}
+
+
+def board_files_message(board_part: str, accelerator: str) -> str:
+    """How to install the board files Vivado lacks for ``board_part`` (Vivado ships none for the PYNQ-Z2)."""
+    name = board_name(board_part)
+    return (f"Vivado has no board files for {board_part} (it does not ship them): install them from Vivado's Board "
+            f"Store (Tools > Vivado Store > Boards, {name}), or in Vivado's Tcl console `xhub::refresh_catalog "
+            f"[xhub::get_xstores xilinx_board_store]; xhub::install [xhub::get_xitems *{name}*]`, or copy the "
+            f"vendor's board files (github.com/Xilinx/XilinxBoardStore, boards/TUL/{name}) into Vivado's "
+            f"data/boards/board_files; then run `{RESUME[accelerator]}`")
+
+
+def board_name(board_part: str) -> str:
+    """The board's name in a board part: ``pynq-z2`` in ``tul.com.tw:pynq-z2:part0:1.0``."""
+    fields = board_part.split(":")
+    return fields[1] if len(fields) >= 2 else board_part
+
+
+def missing_board_part(log_path: Path) -> str | None:
+    """The board part a ``[Board 49-71]`` error in ``log_path`` names, if there is one."""
+    if not Path(log_path).is_file():
+        return None
+    try:
+        text = read_untrusted(log_path, MAX_LOG_BYTES, ExitCode.EXTERNAL_TOOL).decode(errors="replace")
+    except ToolError:
+        return None
+    found = BOARD_NOT_FOUND.search(text)
+    return printable(found.group(1).rstrip("."))[:200] if found else None
 
 
 @dataclass
@@ -85,6 +124,10 @@ def build_bitstream(hls_model, tools: VivadoTools, output_dir: Path, dest: Path)
         logs = [output_dir / "myproject_vivado_accelerator/project_1.runs/impl_1/runme.log",
                 output_dir / "vivado.log", output_dir / "vivado_hls.log"]
         existing = [str(p) for p in logs if p.is_file()] or [str(output_dir)]
+        for log_path in logs:
+            board_part = missing_board_part(log_path)
+            if board_part is not None:
+                raise ToolError(f"{board_files_message(board_part, 'hls')} (read {log_path})", ExitCode.EXTERNAL_TOOL)
         raise ToolError(
             f"Vivado finished without {', '.join(p.name for p in missing)}; read {existing[0]}",
             ExitCode.EXTERNAL_TOOL,

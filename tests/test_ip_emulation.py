@@ -220,20 +220,55 @@ def test_without_vivado_the_summary_says_vivado_alone_builds_it(rtl_build: Build
 
 
 def test_the_ip_passes_the_lint_and_a_standin_vivado_builds_the_package(rtl_build: Build, tmp_path):
-    """The real IP through the Vivado-only script: the tclsh stand-in checks every command and file."""
+    """The real IP through the Vivado-only script: the tclsh stand-in checks every command and file. Its timing
+    report misses timing first (refused), then meets it (packaged), then misses it on --accept-timing-violations."""
     from iris_fpga.contract import BITSTREAM_FILES, VIVADO_REPORTS
 
     root = tmp_path / "copy"
     shutil.copytree(rtl_build.root, root, symlinks=True)  # the build folder is reusable where it lands
+    package = root / "package"
     standin = Path(__file__).resolve().parent / "vivado_standin"
-    result = run_buildmodel(*RTL_ARGS, cwd=root, env={"PATH": os.pathsep.join([str(standin), "/usr/bin", "/bin"])})
+    env = {"PATH": os.pathsep.join([str(standin), "/usr/bin", "/bin"])}
+    violated = {**env, "STANDIN_VIVADO_TIMING": str(standin / "timing_violated.rpt")}
+    before = (package / "manifest.json").read_bytes()
+    refused = run_buildmodel(*RTL_ARGS, cwd=root, env=violated)
+    assert refused.returncode == 3, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: timing not met: worst setup slack -0.412 ns "
+                                                              "(WNS; TNS -3.873 ns) from design_1_i/hier_0/")
+    assert (package / "manifest.json").read_bytes() == before and not (package / BITSTREAM_FILES[0]).exists()
+
+    result = run_buildmodel(*RTL_ARGS, cwd=root, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ip        reused" in result.stdout  # the bitstream is built from the verified IP, not a new one
-    manifest = json.loads((root / "package" / "manifest.json").read_text())
+    manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["bitstream_built"] is True
     assert set(BITSTREAM_FILES + VIVADO_REPORTS) <= set(manifest["files"])
-    assert (root / "package" / BITSTREAM_FILES[0]).read_bytes() == b"STAND-IN BIT"
+    assert (package / BITSTREAM_FILES[0]).read_bytes() == b"STAND-IN BIT"
     reports = next(line for line in result.stdout.splitlines() if line.strip().startswith("reports"))
     assert all(name in reports for name in VIVADO_REPORTS)
     script = (root / "hls4ml_prj_pynq" / "vivado_rtl" / "design.tcl").read_text()
     assert "create_bd_cell -type module -reference myproject_axi" in script
+    assert manifest["timing_met"] is True  # the stand-in's report (tests/vivado_standin/timing_met.rpt)
+    assert manifest["timing"] == {"wns_ns": 0.388, "tns_ns": 0.0, "whs_ns": 0.031, "ths_ns": 0.0}
+
+    accepted = run_buildmodel(*RTL_ARGS, "--accept-timing-violations", cwd=root, env=violated)
+    assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
+    assert "NOT met (worst setup slack -0.412 ns" in accepted.stdout
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["timing_met"] is False and manifest["timing"]["wns_ns"] == -0.412
+    assert manifest["settings"]["accept_timing_violations"] is True
+    _every_run_warns_of_the_missed_timing(package, BITSTREAM_FILES)
+
+
+def _every_run_warns_of_the_missed_timing(package: Path, bitstream_files: tuple):
+    """on_target.py --emulate and the validation say so; the stand-in's .bit is no bitstream (on_target.py refuses
+    its header), so the emulated board runs without it, as it does without Vivado."""
+    for name in bitstream_files:
+        (package / name).unlink()
+    board = subprocess.run([PYTHON, "on_target.py", "--emulate"], cwd=package, capture_output=True, text=True,
+                           timeout=300)
+    assert board.returncode == 0, board.stdout[-2000:] + board.stderr[-2000:]
+    assert "warning: the package's bitstream does not meet timing (WNS -0.412 ns, WHS 0.031 ns)" in board.stdout
+    validation = subprocess.run([PYTHON, str(Path(__file__).resolve().parents[1] / "utilities" / "validate_model.py"),
+                                 str(package)], capture_output=True, text=True, timeout=300)
+    assert "the bitstream does not meet timing" in validation.stdout, validation.stdout[-2000:] + validation.stderr

@@ -63,4 +63,13 @@ def manifest(build: Build) -> dict:
                               if build.config.accelerator == "rtl" and "emulator" in build.results else None),
         "steps": steps,
         "step_keys": build.step_keys,
+        **timing_fields(build.results.get("bitstream", {})),
     }
+
+
+def timing_fields(bitstream: dict) -> dict:
+    """``timing_met`` and ``timing`` (WNS, TNS, WHS, THS in ns) when the bitstream step read Vivado's timing
+    report (the ``rtl`` flow); none without a bitstream or for the ``hls`` flow, whose timing is not read."""
+    if "timing_met" not in bitstream:
+        return {}
+    return {"timing_met": bitstream["timing_met"], "timing": bitstream["timing"]}

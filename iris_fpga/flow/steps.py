@@ -267,13 +267,22 @@ def rtl_bitstream(build: Build) -> Outcome:
     vivado_ports.check_ip_verilog(ip_dir, ip["verilog"], ip["module"], waive=vivado_ports.FIXED_POINT_WAIVERS)
     script = vivado_ip.write_design_tcl(build.output_dir / vivado_ip.RTL_PROJECT_DIR,
                                          [ip_dir / name for name in ip["verilog"]], ip["module"], build.config.board)
-    outputs = vivado_ip.build_rtl_bitstream(tool, script, build.staging)
-    return Outcome({"built": True, "vivado": str(tool), "reports": list(VIVADO_REPORTS),
-                    "published": list(VIVADO_REPORTS)}, tuple(outputs))
+    built = vivado_ip.build_rtl_bitstream(tool, script, build.staging, build.config.accept_timing_violations)
+    return Outcome({"built": True, "vivado": str(tool), "vivado_version": built.version,
+                    "timing_met": built.timing.met, "timing": built.timing.figures,
+                    "timing_violations": built.timing.violations(), "reports": list(VIVADO_REPORTS),
+                    "published": list(VIVADO_REPORTS)}, tuple(built.outputs))
 
 
 def bitstream_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     lines = [("bitstream", f"built by Vivado: {build.package_dir / BITSTREAM_FILES[0]}")]
+    if result.get("timing_met") is False:
+        lines.append(("timing", f"NOT met ({result['timing_violations']}): packaged on --accept-timing-violations; "
+                                "the board may compute wrong results"))
+    elif result.get("timing_met"):
+        lines.append(("timing", "met (WNS {wns_ns:g} ns, WHS {whs_ns:g} ns)".format(**result["timing"])))
+    else:
+        lines.append(("timing", "not checked: hls4ml's design script writes no timing report"))
     if result.get("reports"):
         lines.append(("reports", ", ".join(str(build.package_dir / name) for name in result["reports"])))
     return lines

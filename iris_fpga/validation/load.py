@@ -88,6 +88,10 @@ def _read_manifest(pdir: Path, hw_present: bool, warnings: list[str]) -> dict | 
     if manifest is not None:
         if not manifest["build_id"]:
             raise ToolError("manifest.json has no build_id; rerun python BuildModel.py")
+        if manifest.get("timing_met") is False:
+            timing = printable(manifest.get("timing"))[:200]
+            warnings.append(f"manifest.json: the bitstream does not meet timing ({timing}): it was packaged on "
+                            "--accept-timing-violations, and the board may compute wrong results")
     elif hw_present:
         raise ToolError(f"manifest.json is missing: it is made by {PACKAGE_STEP.made_by}, and is needed to "
                         "check which build y_hw.npy came from")

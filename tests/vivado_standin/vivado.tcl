@@ -2,9 +2,29 @@
 # with a stand-in for each Vivado command the rtl design script uses. Each checks its arguments and
 # that the files, cells, pins and runs it names exist, and refuses what Vivado refuses; a command not
 # defined here is an error, as is a Tcl error anywhere (exit 1 with an ERROR line, like Vivado).
-# Layout of Vivado 2021.1 and later: generated block design files under project_1.gen.
-# The implementation run writes a .bit and a .hwh, or with STANDIN_VIVADO_IMPL=fail fails and writes
-# neither. Not modelled: synthesis, placement, timing; the reports say they are from a stand-in.
+# Without -nolog it also writes its output to vivado.log in the working folder (or -log FILE), as
+# Vivado does (hls4ml reads no output: it runs `vivado -mode batch -source design.tcl`).
+# Not modelled: synthesis, placement, timing analysis; the utilization report says it is a stand-in.
+#
+# What a Vivado installation differs in is set by environment variables:
+#   STANDIN_VIVADO_VERSION      what `version -short` answers (default 2023.2). Generated block design
+#                               files go under project_1.gen from 2020.2 on, under project_1.srcs before.
+#   STANDIN_VIVADO_BOARD_PARTS  the installed board parts, a Tcl list (default the PYNQ-Z2's, as after
+#                               the README's install step); empty: a stock Vivado, which ships none, so
+#                               `set_property board_part` fails with [Board 49-71].
+#   STANDIN_VIVADO_TIMING       the file `report_timing_summary -file` copies (default timing_met.rpt
+#                               beside this script: a report in Vivado's format, met).
+#   STANDIN_VIVADO_IMPL=fail    the implementation run fails and writes neither .bit nor .hwh.
+
+proc setting {name default} {
+    return [expr {[info exists ::env($name)] ? $::env($name) : $default}]
+}
+set vivado_version [setting STANDIN_VIVADO_VERSION 2023.2]
+set known_boards [setting STANDIN_VIVADO_BOARD_PARTS {tul.com.tw:pynq-z2:part0:1.0}]
+set timing_report [setting STANDIN_VIVADO_TIMING [file join [file dirname [file normalize [info script]]] timing_met.rpt]]
+# Where generated block design files go: project_1.gen from Vivado 2020.2 on (UG994), project_1.srcs before.
+lassign [split $vivado_version .] year release
+set generated [expr {$year > 2020 || ($year == 2020 && $release >= 2) ? "gen" : "srcs"}]
 
 rename unknown _tcl_unknown
 proc unknown {args} {
@@ -61,7 +81,6 @@ set catalog {
                 c_s_axis_s2mm_data_width c_s2mm_burst_size c_s_axis_s2mm_tdata_width.VALUE_SRC}
     }
 }
-set known_boards {tul.com.tw:pynq-z2:part0:1.0}
 set known_parts {xc7z020clg400-1}
 set project {}
 set design {}
@@ -73,6 +92,51 @@ set files {}
 set runs [dict create synth_1 new impl_1 new]
 set group_depth 0
 set run_open 0
+set top {}
+
+proc version {args} {
+    global vivado_version
+    opts version $args {} {-short} 0 0
+    return $vivado_version
+}
+
+proc get_board_parts {args} {
+    global known_boards
+    set o [opts get_board_parts $args {} {-quiet -latest_file_version} 0 1]
+    set pattern [expr {[llength [dict get $o pos]] ? [lindex [dict get $o pos] 0] : "*"}]
+    set found {}
+    foreach part $known_boards { if {[string match $pattern $part]} { lappend found $part } }
+    if {$found eq {} && ![dict exists $o -quiet]} { puts "WARNING: \[Vivado 12-1023\] No board parts matched '$pattern'" }
+    return $found
+}
+
+proc current_fileset {args} { opts current_fileset $args {} {} 0 0; return sources_1 }
+
+proc update_compile_order {args} {
+    global project
+    set o [opts update_compile_order $args {-fileset} {} 0 0]
+    if {$project eq {}} { error "update_compile_order: no open project" }
+    if {[dict exists $o -fileset] && [dict get $o -fileset] ne "sources_1"} { error "update_compile_order: no fileset [dict get $o -fileset]" }
+}
+
+# The module a Verilog file of the project defines under `name`, or "".
+proc module_file {name} {
+    global files
+    foreach f $files {
+        if {[file extension $f] ni {.v .sv}} continue
+        set fh [open $f]; set text [read $fh]; close $fh
+        if {[regexp "\\mmodule\\s+$name\\M" $text]} { return $f }
+    }
+    return ""
+}
+
+proc get_property {args} {
+    global cells
+    lassign [dict get [opts get_property $args {} {} 2 2] pos] name object
+    set object [nonempty get_property object $object]
+    if {$name ne "VLNV" || ![dict exists $cells $object]} { error "get_property: this stand-in knows the VLNV of cells only, not $name of $object" }
+    return [dict get $cells $object vlnv]
+}
 
 proc create_project {args} {
     global project known_parts
@@ -112,13 +176,23 @@ proc set_property {args} {
     if {$project ne {} && $object eq [dict get $project name]} {
         dict for {key value} $settings {
             switch -- $key {
-                board_part { if {$value ni $known_boards} { error "set_property: unknown board part $value" } }
+                board_part {
+                    if {$value ni $known_boards} {
+                        error "\[Board 49-71\] The board_part definition was not found for $value. The project's board_part property was not set, but the project's part property was set to [dict get $project part]. Valid board_part values can be retrieved with the 'get_board_parts' Tcl command."
+                    }
+                }
                 ip_repo_paths {
                     if {![file isdirectory $value]} { puts "WARNING: \[IP_Flow 19-2248\] no IP repository at $value" }
                 }
                 default { error "set_property: unknown project property $key" }
             }
         }
+        return
+    }
+    if {$object eq "sources_1"} {
+        if {[dict keys $settings] ne "top"} { error "set_property: this stand-in sets only the top of sources_1" }
+        if {[module_file [dict get $settings top]] eq ""} { error "set_property: no module [dict get $settings top] in the sources" }
+        set ::top [dict get $settings top]
         return
     }
     if {![dict exists $cells $object]} { error "set_property: no object $object" }
@@ -155,24 +229,20 @@ proc endgroup {args} {
 
 # Interfaces and pins of a Verilog module from its X_INTERFACE_INFO attributes; its top must be Verilog.
 proc module_cell {top} {
-    global files
-    foreach f $files {
-        if {[file extension $f] ni {.v .sv}} continue
-        set fh [open $f]; set text [read $fh]; close $fh
-        if {![regexp "\\mmodule\\s+$top\\M" $text]} continue
-        if {[file extension $f] eq ".sv"} { error "create_bd_cell: $top is in SystemVerilog ($f); a module reference must be Verilog or VHDL" }
-        set intf [dict create]; set pins {}
-        set pattern {\(\*\s*X_INTERFACE_INFO\s*=\s*"(\S+)\s+(\S+)\s+(\S+)"\s*\*\)\s*(?:\(\*[^*]*\*\)\s*)*(input|output)}
-        foreach {- vlnv name port direction} [regexp -all -inline $pattern $text] {
-            if {[string match xilinx.com:interface:axis:* $vlnv]} {
-                if {$port eq "TDATA"} { dict set intf $name [expr {$direction eq "input" ? "slave" : "master"}] }
-            } elseif {[string match xilinx.com:signal:* $vlnv]} {
-                lappend pins $name
-            }
+    set f [module_file $top]
+    if {$f eq ""} { error "create_bd_cell: no module $top in the project's sources" }
+    if {[file extension $f] eq ".sv"} { error "create_bd_cell: $top is in SystemVerilog ($f); a module reference must be Verilog or VHDL" }
+    set fh [open $f]; set text [read $fh]; close $fh
+    set intf [dict create]; set pins {}
+    set pattern {\(\*\s*X_INTERFACE_INFO\s*=\s*"(\S+)\s+(\S+)\s+(\S+)"\s*\*\)\s*(?:\(\*[^*]*\*\)\s*)*(input|output)}
+    foreach {- vlnv name port direction} [regexp -all -inline $pattern $text] {
+        if {[string match xilinx.com:interface:axis:* $vlnv]} {
+            if {$port eq "TDATA"} { dict set intf $name [expr {$direction eq "input" ? "slave" : "master"}] }
+        } elseif {[string match xilinx.com:signal:* $vlnv]} {
+            lappend pins $name
         }
-        return [dict create vlnv module:$top intf $intf pins $pins config {}]
     }
-    error "create_bd_cell: no module $top in the project's sources"
+    return [dict create vlnv xilinx.com:module_ref:$top:1.0 intf $intf pins $pins config {}]
 }
 
 proc create_bd_cell {args} {
@@ -316,7 +386,7 @@ proc get_files {args} {
 proc validate_modules {} {
     global cells connected clocked
     dict for {name cell} $cells {
-        if {![string match module:* [dict get $cell vlnv]]} continue
+        if {![string match *:module_ref:* [dict get $cell vlnv]]} continue
         foreach intf [dict keys [dict get $cell intf]] {
             if {"$name/$intf" ni $connected} { error "make_wrapper: validation: $name/$intf is not connected" }
         }
@@ -332,7 +402,7 @@ proc make_wrapper {args} {
     need make_wrapper $o {-files -top}
     nonempty make_wrapper "block design file" [dict get $o -files]
     validate_modules
-    set hdl [file join [dict get $project dir] [dict get $project name].gen sources_1 bd $design hdl]
+    set hdl [file join [dict get $project dir] [dict get $project name].$::generated sources_1 bd $design hdl]
     file mkdir $hdl
     set fh [open [file join $hdl ${design}_wrapper.v] w]; puts $fh "module ${design}_wrapper(); endmodule"; close $fh
     return [file normalize [file join $hdl ${design}_wrapper.v]]
@@ -362,8 +432,9 @@ proc launch_runs {args} {
     if {$run ne "impl_1"} { error "launch_runs: this stand-in runs impl_1 only, not $run" }
     if {[dict exists $o -to_step] && [dict get $o -to_step] ne "write_bitstream"} { error "launch_runs: unknown step [dict get $o -to_step]" }
     if {[dict exists $o -jobs] && ![string is integer -strict [dict get $o -jobs]]} { error "launch_runs: -jobs needs a number" }
-    set wrapper [file normalize [file join [dict get $project dir] [dict get $project name].gen sources_1 bd $design hdl ${design}_wrapper.v]]
+    set wrapper [file normalize [file join [dict get $project dir] [dict get $project name].$::generated sources_1 bd $design hdl ${design}_wrapper.v]]
     if {$wrapper ni $files} { error "launch_runs: the block design's wrapper is not among the project's sources" }
+    if {$::top ne "" && $::top ne "${design}_wrapper"} { error "launch_runs: the top is $::top, not the block design's wrapper" }
     set dir [dict get $project dir]
     set runs_dir [file join $dir [dict get $project name].runs $run]
     file mkdir $runs_dir
@@ -375,7 +446,7 @@ proc launch_runs {args} {
     }
     puts $fh "stand-in implementation run"; close $fh
     set fh [open [file join $runs_dir ${design}_wrapper.bit] w]; puts -nonewline $fh "STAND-IN BIT"; close $fh
-    set handoff [file join $dir [dict get $project name].gen sources_1 bd $design hw_handoff]
+    set handoff [file join $dir [dict get $project name].$::generated sources_1 bd $design hw_handoff]
     file mkdir $handoff
     set fh [open [file join $handoff $design.hwh] w]; puts $fh "<STAND-IN-HWH/>"; close $fh
     dict set runs $run done
@@ -395,18 +466,38 @@ proc open_run {args} {
     set run_open 1
 }
 
-proc report {cmd arglist valued switches} {
+proc report {cmd arglist valued switches text} {
     global run_open
     set o [opts $cmd $arglist $valued $switches 0 0]
     need $cmd $o {-file}
     if {!$run_open} { error "$cmd: no open design" }
-    set fh [open [dict get $o -file] w]; puts $fh "$cmd from the stand-in Vivado: no real figures"; close $fh
+    set fh [open [dict get $o -file] w]; puts -nonewline $fh $text; close $fh
 }
-proc report_utilization {args} { report report_utilization $args {-file} {-hierarchical -hierarchical_percentages} }
-proc report_timing_summary {args} { report report_timing_summary $args {-file} {} }
+proc report_utilization {args} {
+    report report_utilization $args {-file} {-hierarchical -hierarchical_percentages} \
+        "report_utilization from the stand-in Vivado: no real figures\n"
+}
+proc report_timing_summary {args} {
+    set fh [open $::timing_report]; set text [read $fh]; close $fh
+    report report_timing_summary $args {-file} {} $text
+}
 
 set o [opts vivado $argv {-mode -source -log -journal} {-nolog -nojournal -notrace} 0 0]
 need vivado $o {-mode -source}
+# Vivado's own log: everything printed also goes to vivado.log (or -log FILE) unless -nolog.
+if {![dict exists $o -nolog]} {
+    set log_channel [open [expr {[dict exists $o -log] ? [dict get $o -log] : "vivado.log"}] w]
+    rename puts _puts
+    proc puts {args} {
+        set nonewline [expr {[lindex $args 0] eq "-nonewline" ? "-nonewline" : ""}]
+        set rest [expr {$nonewline eq "" ? $args : [lrange $args 1 end]}]
+        if {[llength $rest] == 1 || [lindex $rest 0] eq "stdout"} {
+            _puts {*}$nonewline $::log_channel [lindex $rest end]
+            flush $::log_channel
+        }
+        _puts {*}$args
+    }
+}
 if {[dict get $o -mode] ne "batch"} { puts "ERROR: this stand-in runs -mode batch only"; exit 1 }
 puts "stand-in Vivado (tclsh [info patchlevel]): sourcing [dict get $o -source]"
 if {[catch {uplevel #0 [list source [dict get $o -source]]} err]} {
