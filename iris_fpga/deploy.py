@@ -85,7 +85,8 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
                             f"on_target.py, and for another deploy to the folder to finish; at most "
                             f"{MAX_TIMEOUT:.0f} (default: %(default)s)")
     group.add_argument("--emulate", action="store_true",
-                       help="run on_target.py with --emulate (C-simulation stand-in, no FPGA)")
+                       help="run on_target.py with --emulate (no FPGA: the package's stand-in runs the "
+                            "C-simulation, or the IP's Verilog for an rtl package)")
 
 
 def _control(text: str) -> bool:

@@ -766,9 +766,8 @@ def test_buildmodel_deploys_a_package_built_elsewhere_runs_fetches_and_validates
 
 # --- options --------------------------------------------------------------------------------------
 
-def test_arguments_share_an_existing_emulate_option_and_make_one_target():
+def test_deploy_arguments_make_one_target():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--emulate", action="store_true")
     deploy_module.add_deploy_arguments(parser)
     target = deploy_module.DeployTarget.from_options(parser.parse_args(["--host", "h", "--emulate"]))
     assert target.emulate and target.user == "xilinx" and target.port == 22
