@@ -57,10 +57,12 @@ def _path_without_vivado() -> str:
 
 # -- markers: what a test needs, so a developer can run the fast part alone ---------------------
 # A test is marked by the fixtures it uses (directly or through other fixtures): adding a test that
-# uses one of these fixtures marks it without further thought. `pytest -m "not slow"` is the fast
-# part; `make test` (and CI) runs everything.
+# uses one of these fixtures marks it without further thought; a test that is slow by itself (it
+# trains, say) carries @pytest.mark.slow. `pytest -m "not slow"` is the fast part; `make test`
+# (and CI) runs everything.
 FIXTURE_MARKERS = {
     "built": ("slow",),  # the session's default build: training, hls4ml, g++
+    "source": ("slow",),  # test_on_target's way to the session's build (through getfixturevalue)
     "small": ("slow", "verilator"),  # test_network's 16-8-3 build with --rtl
     "rtl_build": ("slow", "verilator"),  # test_ip_emulation's 16-8-3 build with --accelerator rtl
     "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1

@@ -108,6 +108,7 @@ def article_network(n_features: int, n_classes: int):
     return model
 
 
+@pytest.mark.slow  # trains a network
 def test_default_network_is_the_articles_layer_for_layer_and_draw_for_draw():
     """Same configuration and same initial weights under the same seed: training (unchanged code,
     deterministic ops) then gives the same weights, hence the same C-simulation."""

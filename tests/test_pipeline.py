@@ -382,6 +382,7 @@ def test_help_states_the_limits(capsys):
     assert "1 to 65536" in text and "only pynq-z2 works end to end" in text
 
 
+@pytest.mark.slow  # trains a network
 def test_training_that_diverges_is_never_cached(tmp_path):
     """Non-finite weights (injected into the real training's result) stop the run before anything is kept."""
     inject = (
