@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench venv system-deps clean
+.PHONY: run test bench venv system-deps board-pythons clean
 
 venv: $(VENV)/.installed
 
@@ -25,16 +25,30 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "note:$$missing missing and not installable here (needs root + apt): the SSH tests and the page-rendering tests will skip"; fi
 
+# The board script runs on the board's Python (PYNQ images: 3.8-3.10): a venv with numpy for each
+# of Python 3.8, 3.9, 3.10 and 3.12 this machine has (found on PATH or under pyenv), for its tests.
+BOARD_VERSIONS := 3.8 3.9 3.10 3.12
+board-pythons:
+	@for v in $(BOARD_VERSIONS); do \
+	  py=$$(ls $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	  [ -n "$$py" ] && "$$py" -c pass 2>/dev/null || { echo "note: no Python $$v here: the board script's tests skip it"; continue; }; \
+	  dir=.venv-board/$$v; \
+	  [ "$$dir/.installed" -nt requirements-board.txt ] && continue; \
+	  "$$py" -m venv --clear "$$dir" && "$$dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+	    -r requirements-board.txt && touch "$$dir/.installed" || echo "note: numpy for Python $$v did not install"; \
+	done
+
 run: venv
 	$(PY) BuildModel.py --rtl
 	cd package && ../$(PY) on_target.py --emulate
 	$(PY) utilities/validate_model.py package --html validation.html
 
-test: venv system-deps
+test: venv system-deps board-pythons
 	$(PY) -m pytest
 
 bench: venv
 	$(PY) utilities/benchmark.py
 
 clean:
-	rm -rf hls4ml_prj_pynq package validation.html .pytest_cache
+	rm -rf hls4ml_prj_pynq package validation.html .pytest_cache .venv-board

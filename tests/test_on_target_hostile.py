@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import REPO
 from iris_fpga.errors import ExitCode
 from iris_fpga.fileio import sha256_file
 from test_on_target import IN_PROCESS, assert_failed, edit_manifest, ok, on_target, package, run, source  # noqa: F401
@@ -36,6 +37,7 @@ MARKER_SOURCE = "open({marker!r}, 'a').write({what!r} + '\\n')\n"
 def interpreter(version: str):
     """(path, has numpy) of a working Python ``version`` on this machine, one with numpy first; or None."""
     candidates = [sys.executable] if "%d.%d" % sys.version_info[:2] == version else []
+    candidates.append(str(REPO / ".venv-board" / version / "bin" / "python"))  # `make board-pythons`
     candidates += sorted(str(p) for p in Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
     candidates += [shutil.which(f"python{version}"), f"/usr/bin/python{version}"]  # pyenv shims may not work
     found = None
@@ -60,8 +62,9 @@ def python(request) -> SimpleNamespace:
 
 def needs_numpy(python) -> None:
     if not python.numpy:
-        pytest.skip(f"Python {python.version} ({python.path}) has no numpy: the board script stops at "
-                    "'numpy is not installed' (exit 4) before it loads the driver or the stand-in")
+        pytest.skip(f"Python {python.version} ({python.path}) has no numpy (`make board-pythons` gives it one): "
+                    "the board script stops at 'numpy is not installed' (exit 4) before it loads the driver or "
+                    "the stand-in")
 
 
 def plant_bytecode(python, folder: Path, module: str, source: str) -> Path:
