@@ -17,21 +17,23 @@ import argparse
 import json
 import logging
 import math
+import os
 import posixpath
 import secrets
 import shlex
+import stat
 import sys
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import paramiko
-from scp import SCPClient, SCPException
 
 from iris_fpga import contract, ssh
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import atomic_write_bytes, load_json, load_npy, parse_json, printable, sha256_file
+from iris_fpga.fileio import (MAX_JSON_BYTES, MAX_NPY_BYTES, atomic_write_bytes, parse_json, parse_npy, printable,
+                              sha256_file)
 
 log = logging.getLogger(__name__)
 
@@ -481,14 +483,14 @@ class _Progress:
         self._current = 0
         self._last_draw = 0.0
 
-    def __call__(self, filename: bytes, size: int, sent: int) -> None:
+    def __call__(self, filename: str, size: int, sent: int) -> None:
         self.done_bytes += sent - self._current
         self._current = sent
         if sent >= size:
             self.done_files += 1
             self._current = 0
             if not self.live:
-                log.info("  uploaded %s (%s) [%d/%d]", filename.decode(errors="replace"), _human(size),
+                log.info("  uploaded %s (%s) [%d/%d]", filename, _human(size),
                          self.done_files, self.count)
         if self.live and (time.monotonic() - self._last_draw > 0.1 or self.done_files == self.count):
             self._last_draw = time.monotonic()
@@ -503,45 +505,37 @@ class _Progress:
             self.stream.flush()
 
 
-def _scp(conn: ssh.Connection, progress=None) -> SCPClient:
-    return SCPClient(conn.transport, socket_timeout=conn.timeout, progress=progress,
-                     sanitize=lambda path: shlex.quote(path.decode()).encode())
-
-
 def _upload(conn: ssh.Connection, package: _Package, remote: _Remote) -> None:
-    """Send exactly the manifest's files in one recursive scp into the marked upload folder.
+    """Send exactly the manifest's files over SFTP into the marked upload folder.
 
-    A local staging tree of links to the listed files (each checked to be a regular file, not a
-    link) lets one scp channel carry every folder without sending anything the manifest does
-    not name.
+    Each file is opened without following a link (the manifest check refused links already) and
+    written under the name the manifest gives it; the board answers with status codes only.
     """
     log.info("uploading %d files (%s) to %s:%s", len(package.files), _human(package.size), conn.target,
              remote.upload)
     progress = _Progress(package.size, len(package.files))
+    rel = ""
     try:
-        with tempfile.TemporaryDirectory(prefix="iris-fpga-upload-") as staging_root:
-            staging = Path(staging_root)
-            for rel in package.files:
-                link = staging / rel
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(package.directory.absolute() / rel)
-            for folder in [p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink()]:
-                folder.chmod(0o755)
-            with _scp(conn, progress) as scp:
-                scp.put(sorted(str(p) for p in staging.iterdir()), remote_path=remote.upload, recursive=True)
-    except SCPException as exc:
-        message = str(exc).strip()
-        if "No space left" in message or "Disk quota" in message:
-            raise ToolError(f"remote disk full while uploading to {conn.target}: {message}",
-                            ExitCode.REMOTE_NOT_WRITABLE) from exc
-        if "Permission denied" in message or "Read-only" in message:
-            raise ToolError(f"cannot write to {conn.target}:{remote.upload}: {message}",
-                            ExitCode.REMOTE_NOT_WRITABLE) from exc
-        raise ToolError(f"upload to {conn.target} failed: {message}; the board's previous package is untouched",
-                        ExitCode.SSH_UNREACHABLE) from exc
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise ToolError(f"upload to {conn.target} broke off: {exc or type(exc).__name__}; "
-                        f"the board's previous package is untouched", ExitCode.SSH_UNREACHABLE) from exc
+        with _Sftp(conn) as sftp:
+            made = {remote.upload}
+            for rel in sorted(package.files):
+                for parent in reversed(PurePosixPath(rel).parents[:-1]):
+                    folder = posixpath.join(remote.upload, parent.as_posix())
+                    if folder not in made:
+                        sftp.client.mkdir(folder, 0o755)
+                        made.add(folder)
+                sftp.send(package.directory / rel, posixpath.join(remote.upload, rel), rel, progress)
+    except PermissionError as exc:
+        raise ToolError(f"cannot write {rel} to {conn.target}:{remote.upload}: {printable(exc.strerror or exc)}",
+                        ExitCode.REMOTE_NOT_WRITABLE) from None
+    except (paramiko.SSHException, paramiko.SFTPError, OSError, EOFError) as exc:
+        transport = conn.transport
+        if type(exc) is OSError and exc.errno is None and transport and transport.is_active():
+            # an SFTP failure status (paramiko gives it no errno): OpenSSH answers a full disk so
+            raise ToolError(f"the board refused {rel} ({printable(exc)}): remote disk full? The board's "
+                            f"previous package is untouched", ExitCode.REMOTE_NOT_WRITABLE) from None
+        raise ToolError(f"upload to {conn.target} broke off at {rel}: {printable(exc) or type(exc).__name__}; "
+                        f"the board's previous package is untouched", ExitCode.SSH_UNREACHABLE) from None
     finally:
         progress.finish()
 
@@ -615,34 +609,107 @@ def _run_on_target(conn: ssh.Connection, target: DeployTarget, remote: _Remote, 
 
 
 def _fetch_results(conn: ssh.Connection, remote: _Remote, package: _Package) -> None:
-    """Bring y_hw.npy and y_hw.json back; install them only if they belong to this build."""
-    with tempfile.TemporaryDirectory(dir=package.directory, prefix=".fetch-") as tmp:
-        name = contract.RESULT_FILES[0]
-        try:
-            with _scp(conn) as scp:
-                for name in contract.RESULT_FILES:
-                    scp.get(posixpath.join(remote.directory, name), local_path=str(Path(tmp) / name))
-        except SCPException as exc:
-            raise ToolError(f"on_target.py reported success but {conn.target} has no {name}: {str(exc).strip()}",
-                            ExitCode.BOARD) from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ToolError(f"fetching {name} from {conn.target} broke off: {exc}", ExitCode.SSH_UNREACHABLE) from exc
-        # Bounded and checked before use: what comes back from a board is untrusted.
-        array, record_file = (Path(tmp) / name for name in contract.RESULT_FILES)
-        record = load_json(record_file)
-        remote_build = record.get("build_id") if isinstance(record, dict) else None
-        if not isinstance(remote_build, str):
-            raise ToolError(f"y_hw.json from {conn.target} is not a record of on_target.py (no build_id text)",
-                            ExitCode.USAGE)
-        load_npy(array)
-        if remote_build != package.build_id:
-            raise ToolError(f"y_hw.json on {conn.target} is from build {printable(remote_build)}, the package is "
-                            f"build {package.build_id}: not fetched", ExitCode.CHECK_FAILED)
-        # The array first, its record last: a record in package/ always has its data beside it.
-        for name in contract.RESULT_FILES:
-            atomic_write_bytes(package.directory / name, (Path(tmp) / name).read_bytes())
+    """Bring y_hw.npy and y_hw.json back; install them only if they belong to this build.
+
+    The board names no local path: each file is read over SFTP into memory (a regular file, not a
+    link, at most the bounded readers' cap, however much the board sends), parsed with those
+    readers, and only then written under its fixed name into the package, atomically.
+    """
+    with _Sftp(conn) as sftp:
+        fetched = {name: sftp.read(posixpath.join(remote.directory, name), cap)
+                   for name, cap in zip(contract.RESULT_FILES, (MAX_NPY_BYTES, MAX_JSON_BYTES))}
+    array, record_name = contract.RESULT_FILES
+    record = parse_json(fetched[record_name], record_name)
+    remote_build = record.get("build_id") if isinstance(record, dict) else None
+    if not isinstance(remote_build, str):
+        raise ToolError(f"y_hw.json from {conn.target} is not a record of on_target.py (no build_id text)",
+                        ExitCode.USAGE)
+    parse_npy(fetched[array], array)
+    if remote_build != package.build_id:
+        raise ToolError(f"y_hw.json on {conn.target} is from build {printable(remote_build)}, the package is "
+                        f"build {package.build_id}: not fetched", ExitCode.CHECK_FAILED)
+    for name in contract.RESULT_FILES:  # the array first, its record last: a record always has its data
+        atomic_write_bytes(package.directory / name, fetched[name])
     log.info("fetched y_hw.npy and y_hw.json (build %s, mode %s) into %s", remote_build,
              printable(str(record.get("mode", "?"))), package.directory)
+
+
+class _Sftp:
+    """File transfers with the board over SFTP (OpenSSH's sftp-server): the workstation names every
+    path, local and remote; the board answers with data and status codes only.
+
+    Reads are bounded in size and in time: a watchdog closes the session when ``conn.timeout``
+    has passed, so a board that trickles data or floods unrelated answers cannot hold a read.
+    """
+
+    CHUNK = 1 << 15
+
+    def __init__(self, conn: ssh.Connection):
+        self.conn = conn
+        self.expired = False
+
+    def __enter__(self) -> "_Sftp":
+        self.client = self.conn.open_sftp()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.client.close()
+
+    def send(self, local: Path, path: str, name: str, progress: _Progress) -> None:
+        """Write the local regular file ``local`` (never through a link) to ``path`` on the board."""
+        with open(os.open(local, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            self.client.putfo(fh, path, size, callback=lambda sent, total: progress(name, size, sent))
+        if size == 0:
+            progress(name, 0, 0)
+
+    def read(self, path: str, cap: int) -> bytes:
+        """The bytes of the regular file ``path`` on the board; ToolError for anything else."""
+        name, where = printable(posixpath.basename(path)), self.conn.target
+        watchdog = threading.Timer(self.conn.timeout, self._expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._check(self.client.lstat(path), name, cap)
+            with self.client.open(path, "rb") as fh:
+                self._check(fh.stat(), name, cap)  # what was opened: a link swapped in since is refused
+                data = bytearray()
+                while chunk := fh.read(min(self.CHUNK, cap + 1 - len(data))):
+                    data += chunk
+                    if len(data) > cap:
+                        raise ToolError(f"{name} on {where} is larger than {cap} bytes (more than it said): "
+                                        f"refused", ExitCode.USAGE)
+            return bytes(data)
+        except FileNotFoundError:
+            raise ToolError(f"on_target.py reported success but {where} has no {name}", ExitCode.BOARD) from None
+        except PermissionError as exc:
+            raise ToolError(f"cannot read {name} on {where} ({printable(exc.strerror)})", ExitCode.BOARD) from None
+        except (paramiko.SSHException, paramiko.SFTPError, OSError, EOFError) as exc:
+            transport = self.conn.transport
+            if isinstance(exc, TimeoutError) or self.expired or not transport or not transport.is_active():
+                raise ToolError(f"fetching {name} from {where} broke off or passed --timeout "
+                                f"({printable(exc) or type(exc).__name__})", ExitCode.SSH_UNREACHABLE) from None
+            raise ToolError(f"the board's SFTP answer for {name} from {where} is not one a file server gives "
+                            f"({printable(exc) or type(exc).__name__}): refused", ExitCode.USAGE) from None
+        finally:
+            watchdog.cancel()
+
+    @staticmethod
+    def _check(attrs: paramiko.SFTPAttributes, name: str, cap: int) -> None:
+        mode, size = attrs.st_mode, attrs.st_size
+        if mode is None or size is None:
+            raise ToolError(f"the board gives no type or size for {name}: refused", ExitCode.USAGE)
+        if not stat.S_ISREG(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else \
+                "not a regular file (a FIFO, socket or device)"
+            raise ToolError(f"{name} on the board is {kind}: refused", ExitCode.USAGE)
+        if size > cap:
+            raise ToolError(f"{name} on the board is {size} bytes, larger than the {cap} such a file of this "
+                            f"tool may be: refused", ExitCode.USAGE)
 
 
 # --- helpers ----------------------------------------------------------------------------------

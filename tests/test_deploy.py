@@ -481,24 +481,27 @@ def test_connection_lost_midway_leaves_previous_package(built, login, board, kno
     second = _board_holds_build_a(built, login, known_hosts, tmp_path, remote)
     before = remote_state(remote)
 
-    real_scp = deploy_module._scp
-    broken = []
+    real_connect, real_progress = deploy_module.ssh.connect, deploy_module._Progress.__call__
+    connections, broken = [], []
 
-    def scp_that_loses_the_connection(conn, progress=None):
-        def after_two_files(filename, size, sent):
-            progress(filename, size, sent)
-            if progress.done_files >= 2 and not broken:
-                broken.append(filename)
-                conn.transport.close()  # the network goes away in the middle of the copy
-        return real_scp(conn, after_two_files if progress else None)
+    def connect_and_keep(*args, **kwargs):
+        connections.append(real_connect(*args, **kwargs))
+        return connections[-1]
 
-    monkeypatch.setattr(deploy_module, "_scp", scp_that_loses_the_connection)
+    def after_two_files(progress, filename, size, sent):
+        real_progress(progress, filename, size, sent)
+        if progress.done_files >= 2 and not broken:
+            broken.append(filename)
+            connections[-1].transport.close()  # the network goes away in the middle of the copy
+
+    monkeypatch.setattr(deploy_module.ssh, "connect", connect_and_keep)
+    monkeypatch.setattr(deploy_module._Progress, "__call__", after_two_files)
     code = deploy_in_process(monkeypatch, second, base_args(login, known_hosts, remote))
     assert broken and code == ExitCode.SSH_UNREACHABLE
     assert remote_state(remote) == before  # build A, untouched
     assert any(".upload-" in name for name in leftovers(remote))  # the half copy, aside
 
-    monkeypatch.setattr(deploy_module, "_scp", real_scp)
+    monkeypatch.undo()
     result = run_deploy(second, base_args(login, known_hosts, remote))  # the lock died with the connection
     assert result.returncode == 0, result.stderr
     assert remote_state(remote) == expected_state(second)
@@ -514,7 +517,7 @@ def test_upload_failing_its_checksum_leaves_previous_package(built, login, board
 
     def upload_then_damage(conn, package, remote_paths):
         real_upload(conn, package, remote_paths)
-        # one byte short on the board, as after a full disk that scp did not notice
+        # one byte short on the board, as after a full disk that the copy did not notice
         damaged = Path(remote_paths.upload) / "X_test.npy"
         damaged.write_bytes(damaged.read_bytes()[:-1])
 
