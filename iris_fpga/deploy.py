@@ -23,6 +23,7 @@ import secrets
 import shlex
 import stat
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -249,11 +250,28 @@ def _load_package(package_dir: Path, target: DeployTarget) -> _Package:
     if target.run and not target.emulate and contract.BITSTREAM_FILES[0] not in files:
         raise ToolError(f"{package_dir} has no bitstream ({contract.BITSTREAM_FILES[0]}): use --emulate, "
                         "or build it with Vivado", ExitCode.USAGE)
+    if target.run:
+        _check_results_writable(package_dir)
     files[contract.MANIFEST] = sha256_file(package_dir / contract.MANIFEST)
     if contract.NOTEBOOK in files:  # sent as Jupyter last saved it; the board checks that copy
         files[contract.NOTEBOOK] = sha256_file(package_dir / contract.NOTEBOOK)
     size = sum((package_dir / rel).lstat().st_size for rel in files)
     return _Package(package_dir, manifest["build_id"], files, size)
+
+
+def _check_results_writable(package_dir: Path) -> None:
+    """--run fetches y_hw.* into the package: refuse, before the board runs, what would stop that."""
+    try:
+        with tempfile.TemporaryFile(dir=package_dir):
+            pass
+    except OSError as exc:
+        raise ToolError(f"cannot write to {package_dir} ({exc.strerror}): --run fetches y_hw.npy and y_hw.json "
+                        f"into it; make it writable or deploy without --run", ExitCode.USAGE) from None
+    for name in contract.RESULT_FILES:
+        path = package_dir / name
+        if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
+            raise ToolError(f"{path} is not a regular file: --run would replace it with the board's; "
+                            f"move it away first", ExitCode.USAGE)
 
 
 def _resolve(remote_dir: str, home: str, conn: ssh.Connection) -> str:

@@ -190,11 +190,7 @@ def error_line(result) -> str:
 
 
 def assert_untouched(hostile: Hostile, case: Case, before: dict, fetched: bool) -> None:
-    after = tree(hostile.ws_home)
-    work = case.work.relative_to(hostile.ws_home.parent).as_posix()
-    for state in (before, after):  # the runner's own folder (cwd): it may write pipeline state there
-        for name in [n for n in state if n.startswith(work + "/")]:
-            del state[name]
+    after = tree(hostile.ws_home)  # the working folder too: deploy writes nothing but its results
     results = {case.package.relative_to(hostile.ws_home.parent).as_posix() + "/" + n for n in ("y_hw.npy", "y_hw.json")}
     assert {n: s for n, s in after.items() if n not in results} == before
     assert {n for n in after if n in results} == (results if fetched else set())
@@ -266,3 +262,24 @@ def test_a_lying_sftp_server_is_refused_in_one_line(hostile, case, target, lie, 
     assert why in error_line(result)
     assert_untouched(hostile, case, before, fetched=False)
 
+
+def test_deploy_writes_only_the_package_and_runs_from_a_folder_it_cannot_write(hostile, case):
+    before = tree(hostile.ws_home)
+    case.work.chmod(0o555)
+    result = deploy_as_workstation_user(hostile, case, {})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert_untouched(hostile, case, before | {case.work.relative_to(hostile.ws_home.parent).as_posix():
+                                              (stat.S_IFDIR, 0o555, None)}, fetched=True)
+
+
+def test_a_read_only_package_is_refused_before_the_board_runs_anything(hostile, case):
+    case.package.chmod(0o555)
+    before = tree(hostile.ws_home)
+    result = deploy_as_workstation_user(hostile, case, {})
+    assert result.returncode == ExitCode.USAGE
+    assert "cannot write to" in error_line(result) and "--run" in error_line(result)
+    assert not (case.board / "pkg").exists()
+    assert_untouched(hostile, case, before, fetched=False)
+    copied = deploy_as_workstation_user(hostile, case, {}, run=False)  # a copy alone needs no writing
+    assert copied.returncode == 0, copied.stderr[-2000:]
+    assert_untouched(hostile, case, before, fetched=False)
