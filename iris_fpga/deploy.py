@@ -26,12 +26,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from iris_fpga import contract, ssh
+from iris_fpga import contract, packaging, ssh, testpause
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import (MAX_JSON_BYTES, MAX_NPY_BYTES, atomic_write_bytes, parse_json, parse_npy, printable,
                               sha256_file)
@@ -207,12 +207,12 @@ def deploy(package_dir: Path, target: DeployTarget) -> None:
             root = _privilege(conn, uid)
             _check_remote_python(conn, target, root)
         with _Lock(conn, target, remote):  # the lock file goes with the lock, so a refusal leaves nothing
-            identity = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
+            judged = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
             t = time.monotonic()
             _begin(conn, target, remote, package)
             try:
                 _upload(conn, package, remote)
-                _verify_and_swap(conn, target, package, remote, identity)
+                _verify_and_swap(conn, target, package, remote, judged)
             except BaseException:
                 _discard(conn, target, remote)
                 raise
@@ -305,17 +305,26 @@ def _inspect_args(remote: _Remote) -> list[str]:
             str(contract.MAX_MANIFEST_BYTES)]
 
 
-def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: dict) -> str:
-    """Refuse (exit 8) unless the remote folder is absent or only a package of this tool; return
-    its identity ("absent" or dev:ino) so the swap replaces exactly the folder judged here."""
+@dataclass(frozen=True)
+class _Judged:
+    """The remote folder as judged ours: its identity ("absent" or dev:ino, so that the swap
+    replaces exactly this folder), its entries and its manifest (None when empty or absent)."""
+
+    identity: str
+    entries: list = field(default_factory=list)
+    manifest: dict | None = None
+
+
+def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: dict) -> _Judged:
+    """Refuse (exit 8) unless the remote folder is absent or only a package of this tool."""
     where = f"{conn.target}:{remote.directory}"
     _refuse_protected(found["real"], found["home"], conn, target.remote_dir)
     if found["kind"] == "absent":
-        return "absent"
+        return _Judged("absent")
     advice = "deploy replaces only a package folder it made; choose another --remote-dir or move it away"
     if found["kind"] != "dir":
         raise ToolError(f"{where} exists and is a {found['kind']}, not a folder: {advice}", NOT_OURS)
-    entries = [tuple(e) for e in found["entries"]]
+    entries, manifest = [tuple(e) for e in found["entries"]], None
     if entries:
         if "manifest" not in found:
             raise ToolError(f"{where} holds files but no {contract.MANIFEST} of a package: {advice}", NOT_OURS)
@@ -326,7 +335,7 @@ def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: d
             shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             raise ToolError(f"{where} holds what is not part of a package of this tool ({shown}): {advice}",
                             NOT_OURS)
-    return found["id"]
+    return _Judged(found["id"], entries, manifest)
 
 
 # --- remote side ------------------------------------------------------------------------------
@@ -559,25 +568,48 @@ def _upload(conn: ssh.Connection, package: _Package, remote: _Remote) -> None:
 
 
 def _verify_and_swap(conn: ssh.Connection, target: DeployTarget, package: _Package, remote: _Remote,
-                     identity: str) -> None:
+                     judged: _Judged) -> None:
     """On the board: check the upload against the manifest's sha256 sums, then swap it in.
 
-    Only the folder judged ours (same ``identity``) is renamed aside and removed; until the
-    upload's rename the old folder is the board's package, and it is put back if that fails.
+    Only the folder judged ours (same identity) is replaced. What a run or a user left in it is
+    carried into the new package (``_swap_plan``); if anything else appears in it meanwhile, it
+    goes back untouched (exit 8), and it is never removed recursively.
     """
-    sums = "".join(f"{digest}  {rel}\n" for rel, digest in package.files.items()).encode()
-    answer = _board(conn, target, "swap", remote.directory, remote.upload, remote.old, identity, stdin=sums)
+    plan = _swap_plan(package, judged)
+    answer = _board(conn, target, "swap", remote.directory, remote.upload, remote.old, judged.identity,
+                    stdin=json.dumps(plan).encode())
     where = f"{conn.target}:{remote.directory}"
     if "bad" in answer:
-        shown = ", ".join(answer["bad"][:5])
+        shown = printable(", ".join(map(str, answer["bad"][:5])))
         raise ToolError(f"the copy on {conn.target} does not match manifest.json ({shown}): remote disk full or "
                         f"failing? The board's previous package is untouched", ExitCode.REMOTE_NOT_WRITABLE)
     if "changed" in answer:
-        raise ToolError(f"{where} changed while deploying (not by a deploy): left as it is; retry", NOT_OURS)
-    if "left" in answer:
-        log.warning("the previous package was replaced but %s:%s could not be removed (%s): remove it by hand",
-                    conn.target, remote.old, answer["left"])
+        raise ToolError(f"{where} changed while deploying ({printable(answer['changed'])}): left as it was; "
+                        f"retry when nothing writes into it", NOT_OURS)
     log.info("checked %d sha256 sums on the board and moved the upload into place", len(package.files))
+    carried = [printable(name) for name in answer.get("carried", [])]
+    if carried:
+        log.info("kept from the board's previous package (build %s): %s",
+                 printable(plan["old_id"]), ", ".join(carried))
+    if "left" in answer:
+        log.warning("something appeared in the replaced package while it was removed (%s): kept as %s:%s; "
+                    "look inside, then remove it", printable(answer["left"]), conn.target, remote.old)
+
+
+def _swap_plan(package: _Package, judged: _Judged) -> dict:
+    """What the board's swap needs: the sums to check, the entries judged ours, and what to carry
+    over as the local package step does (``packaging``): previous/ and .ipynb_checkpoints/, results
+    of the same build in place, of another build and an edited notebook into previous/<its id>/."""
+    manifest = judged.manifest or {}
+    plan = {"sums": package.files, "judged": judged.entries, "extra_dirs": list(contract.EXTRA_DIRS),
+            "keep_dirs": list(packaging.KEPT_DIRS), "results": list(contract.RESULT_FILES),
+            "notebook": contract.NOTEBOOK, "notebook_sha": manifest.get("files", {}).get(contract.NOTEBOOK),
+            "previous": contract.PREVIOUS, "old_id": packaging.aside_name(manifest.get("build_id")),
+            "new_id": package.build_id}
+    for point in ("board-copied", "board-removing"):
+        if testpause.requested(point):
+            plan["pause"] = {"point": point, "file": testpause.requested(point)}
+    return plan
 
 
 def _discard(conn: ssh.Connection, target: DeployTarget, remote: _Remote) -> None:

@@ -3,8 +3,9 @@
 Standard library only. It reads ``~/scenario.json`` (written by the test) and logs every request to
 ``~/requests.log``. Then, by what the workstation asked for:
 
-- the SFTP subsystem: with ``files``, once on_target.py has run, first turns the named results in ``dir`` into links, FIFOs,
-  folders or huge sparse files, then serves them with OpenSSH's own sftp-server; with ``sftp``,
+- the SFTP subsystem: with ``files``, once on_target.py has run, first turns the named results in
+  ``dir`` into links, FIFOs, folders or huge sparse files, then serves them with OpenSSH's own
+  sftp-server; with ``sftp``,
   answers as a lying SFTP server instead (see ``Sftp``);
 - ``scp -f`` (a download): the raw scp records of ``scp_f`` (hex), whatever file was asked for;
 - ``scp -t`` (an upload): the raw answer of ``scp_t`` (hex);
@@ -144,7 +145,8 @@ class Sftp:
         path, rest = string(body)
         path, pflags = path.decode(), struct.unpack(">I", rest[:4])[0]
         flags = (os.O_RDWR if pflags & 3 == 3 else os.O_WRONLY if pflags & 2 else os.O_RDONLY) | os.O_NONBLOCK
-        flags |= (os.O_CREAT if pflags & 8 else 0) | (os.O_TRUNC if pflags & 16 else 0) | (os.O_EXCL if pflags & 32 else 0)
+        for bit, flag in ((8, os.O_CREAT), (16, os.O_TRUNC), (32, os.O_EXCL)):
+            flags |= flag if pflags & bit else 0
         handle = str(len(self.handles)).encode()
         try:
             self.handles[handle] = (path, os.open(path, flags, 0o644))

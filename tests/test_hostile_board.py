@@ -171,7 +171,8 @@ def deploy_as_workstation_user(hostile: Hostile, case: Case, scenario: dict, tim
     command = ["runuser", "-u", hostile.ws_user, "--", "env", f"HOME={hostile.ws_home}", hostile.ws_python,
                str(REPO / "BuildModel.py"), "--from", "deploy", "--package-dir", str(case.package),
                "--output-dir", str(case.work / "out"), "--host", server.host, "--port", str(server.port),
-               "--user", hostile.board_user, "--key", str(ssh / "id_ed25519"), "--known-hosts", str(ssh / "known_hosts"),
+               "--user", hostile.board_user, "--key", str(ssh / "id_ed25519"),
+               "--known-hosts", str(ssh / "known_hosts"),
                "--remote-dir", str(case.board / "pkg"), "--remote-python", hostile.board_python,
                "--timeout", str(timeout), *(["--run", "--emulate"] if run else [])]
     env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "IRIS_FPGA_SSH_PASSWORD")}
