@@ -296,8 +296,8 @@ def _refuse_protected(path: str, home: str, conn: ssh.Connection, given: str) ->
         why = "is the login's home folder" if path == home else "holds the login's home folder"
     else:
         return
-    raise ToolError(f"--remote-dir {given!r} on {conn.target} resolves to {path}, which {why}: deploy never "
-                    f"replaces it; give a folder of its own, e.g. ~/jupyter_notebooks/iris_on_fpga", NOT_OURS)
+    raise ToolError(f"--remote-dir {given!r} on {conn.target} resolves to {printable(path)}, which {why}: deploy "
+                    f"never replaces it; give a folder of its own, e.g. ~/jupyter_notebooks/iris_on_fpga", NOT_OURS)
 
 
 def _inspect_args(remote: _Remote) -> list[str]:
@@ -323,7 +323,7 @@ def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: d
         return _Judged("absent")
     advice = "deploy replaces only a package folder it made; choose another --remote-dir or move it away"
     if found["kind"] != "dir":
-        raise ToolError(f"{where} exists and is a {found['kind']}, not a folder: {advice}", NOT_OURS)
+        raise ToolError(f"{where} exists and is a {printable(found['kind'])}, not a folder: {advice}", NOT_OURS)
     entries, manifest = [tuple(e) for e in found["entries"]], None
     if entries:
         if "manifest" not in found:
@@ -332,7 +332,7 @@ def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: d
                                            NOT_OURS)
         extra = contract.unlisted(entries, manifest)
         if extra:
-            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            shown = printable(", ".join(extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             raise ToolError(f"{where} holds what is not part of a package of this tool ({shown}): {advice}",
                             NOT_OURS)
     return _Judged(found["id"], entries, manifest)
@@ -357,11 +357,32 @@ def _board(conn: ssh.Connection, target: DeployTarget, op: str, *args: str, stdi
         answer = None
     if not isinstance(answer, dict):
         raise ToolError(f"{target.remote_python} on {conn.target} could not {op} (exit {result.status}): "
-                        f"{printable(_last_line(result.output)[:300])}", ExitCode.REMOTE_ENVIRONMENT)
+                        f"{_last_line(result.output)[:300]}", ExitCode.REMOTE_ENVIRONMENT)
     if "error" in answer:
         raise ToolError(f"cannot write to {conn.target}: {printable(str(answer['error']))} (choose another "
                         "--remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
+    for key, (kind, required) in _ANSWERS.get(op, {}).items():
+        if (key in answer and not _typed(answer[key], kind)) or (required and key not in answer):
+            raise ToolError(f"{target.remote_python} on {conn.target} gave a malformed answer to {op} ({key}): "
+                            f"refused", ExitCode.REMOTE_ENVIRONMENT)
     return answer
+
+
+# What each board operation answers (deploy_board.py): key -> (type, required). Lists hold text, or
+# lists of text (inspect's entries).
+_ANSWERS = {
+    "inspect": {"home": (str, True), "real": (str, True), "kind": (str, True), "id": (str, False),
+                "entries": (list, False), "manifest": (str, False)},
+    "begin": {"free": (int, True), "removed": (list, True)},
+    "swap": {"bad": (list, False), "changed": (str, False), "carried": (list, False), "left": (str, False)},
+}
+
+
+def _typed(value, kind: type) -> bool:
+    if not isinstance(value, kind):
+        return False
+    text = lambda x: isinstance(x, str)  # noqa: E731
+    return kind is not list or all(text(x) or (isinstance(x, list) and all(map(text, x))) for x in value)
 
 
 class _Lock:
@@ -385,15 +406,16 @@ class _Lock:
             return self
         self.close()
         if "busy" in answer:
-            raise ToolError(f"another deploy to {where} is running (lock {answer['busy']}) and did not finish "
-                            f"within {self.target.timeout:g} s (--timeout): retry when it is done", NOT_OURS)
+            raise ToolError(f"another deploy to {where} is running (lock {printable(answer['busy'])}) and did not "
+                            f"finish within {self.target.timeout:g} s (--timeout): retry when it is done", NOT_OURS)
         if "in_the_way" in answer:
-            raise ToolError(f"{answer['in_the_way']} on {self.conn.target} is not a lock of this tool: "
+            raise ToolError(f"{printable(answer['in_the_way'])} on {self.conn.target} is not a lock of this tool: "
                             f"deploy never removes it; move it away or choose another --remote-dir", NOT_OURS)
         if "error" in answer:
-            raise ToolError(f"cannot write to {self.conn.target}:{self.remote.parent}: {answer['error']} "
+            raise ToolError(f"cannot write to {self.conn.target}:{self.remote.parent}: {printable(answer['error'])} "
                             f"(choose another --remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
-        raise ToolError(f"locking {where} failed: {answer.get('output', '')[:300]}", ExitCode.REMOTE_ENVIRONMENT)
+        raise ToolError(f"locking {where} failed: {printable(answer.get('output', ''))[:300]}",
+                        ExitCode.REMOTE_ENVIRONMENT)
 
     def _answer(self, seconds: float) -> dict:
         """The holder's first line (JSON), waiting at most ``seconds``."""
@@ -475,13 +497,13 @@ def _check_remote_python(conn: ssh.Connection, target: DeployTarget, root: _Root
     python = target.remote_python
     result = conn.run(root.wrap(_sh(python, "-c", _ENV_CHECK, *target.modules)), stdin=root.stdin)
     if result.status == 0:
-        log.info("board: %s", result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "python ok")
+        log.info("board: %s", _last_line(result.stdout) or "python ok")
         return
     if result.status in (126, 127):
         raise ToolError(f"{python} not found on the board ({_last_line(result.stderr)}); "
                         f"install it or give --remote-python", ExitCode.REMOTE_ENVIRONMENT)
     if result.status == 1 and "missing:" in result.stderr:
-        missing = result.stderr.split("missing:", 1)[1].strip()
+        missing = printable(result.stderr.split("missing:", 1)[1].strip())
         hint = "" if target.emulate else " (with --emulate pynq is not needed)"
         raise ToolError(f"{python} on the board lacks {missing}{hint}", ExitCode.REMOTE_ENVIRONMENT)
     raise ToolError(f"checking {python} on the board failed (exit {result.status}): "
@@ -492,7 +514,7 @@ def _begin(conn: ssh.Connection, target: DeployTarget, remote: _Remote, package:
     """Make the marked upload folder (removing our own leftovers) and check the free space."""
     answer = _board(conn, target, "begin", remote.parent, remote.name, remote.token)
     for name in answer["removed"]:
-        log.info("removed %s, left by a deploy that broke off", posixpath.join(remote.parent, name))
+        log.info("removed %s, left by a deploy that broke off", printable(posixpath.join(remote.parent, name)))
     if answer["free"] < package.size + DISK_MARGIN_BYTES:
         _discard(conn, target, remote)
         raise ToolError(f"remote disk full: {_human(answer['free'])} free at {conn.target}:{remote.parent}, "
@@ -765,12 +787,13 @@ class _Sftp:
 # --- helpers ----------------------------------------------------------------------------------
 
 def _last_line(text: str) -> str:
+    """The board's last non-empty line, escaped (``printable``)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return printable(lines[-1]) if lines else ""
 
 
 def _log_tail(output: str) -> None:
-    lines = output.rstrip().splitlines()[-TAIL_LINES:]
+    lines = [printable(line) for line in output.rstrip().split("\n")[-TAIL_LINES:]]
     if lines:
         log.error("last %d lines of on_target.py output:\n%s", len(lines), "\n".join(f"  | {l}" for l in lines))
 

@@ -222,7 +222,11 @@ class Connection:
 
 
 class _Collector:
-    """Decodes a byte stream incrementally, optionally echoing it and keeping only a tail."""
+    """Decodes a byte stream incrementally, optionally echoing it and keeping only a tail.
+
+    The echo is escaped with ``printable`` line by line (newlines kept): what a board prints can
+    neither move the cursor, clear the screen nor recolour a line of its own.
+    """
 
     def __init__(self, echo: TextIO | None, keep: int | None):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -236,7 +240,7 @@ class _Collector:
             return
         text = self._decoder.decode(data)
         if self._echo is not None:
-            self._echo.write(text)
+            self._echo.write("\n".join(map(printable, text.split("\n"))))
             self._echo.flush()
         self._chunks.append(text)
         self._size += len(text)

@@ -9,6 +9,7 @@ Standard library only. It reads ``~/scenario.json`` (written by the test) and lo
   answers as a lying SFTP server instead (see ``Sftp``);
 - ``scp -f`` (a download): the raw scp records of ``scp_f`` (hex), whatever file was asked for;
 - ``scp -t`` (an upload): the raw answer of ``scp_t`` (hex);
+- deploy's board helper (``python -c SCRIPT OP ...``): the answer ``answers[OP]``, when given;
 - anything else: runs the command, as a board would.
 """
 import json
@@ -45,6 +46,10 @@ def main():
         return
     if "-t" in words and "scp_t" in scenario:
         send(bytes.fromhex(scenario["scp_t"]))
+        return
+    helper = shlex.split(command)[3:4] if command.split()[1:2] == ["-c"] else []
+    if helper and helper[0] in scenario.get("answers", {}):
+        send((json.dumps(scenario["answers"][helper[0]]) + "\n").encode())
         return
     os.execv("/bin/sh", ["sh", "-c", command])
 

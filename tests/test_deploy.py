@@ -45,6 +45,8 @@ cfg = json.loads(Path("standin.json").read_text())
 build = json.loads(Path("manifest.json").read_text())["build_id"]
 for i in range(cfg.get("lines", 3)):
     print(f"stand-in line {i}", flush=True)
+if cfg.get("print"):  # a hostile board's output
+    print(cfg["print"], flush=True)
 print("stand-in argv", sys.argv[1:], file=sys.stderr, flush=True)
 if cfg.get("sleep"):
     os.makedirs("__pycache__", exist_ok=True)  # an allowed extra: the next deploy may replace it
@@ -865,6 +867,20 @@ def test_buildmodel_deploys_a_package_built_elsewhere_runs_fetches_and_validates
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr
     assert json.loads(report.stdout)["exit_code"] == 0
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_what_the_board_prints_is_escaped(built, login, board, known_hosts, tmp_path, code):
+    """A board cannot clear the screen, recolour a line or forge one: its output and the tail shown
+    after a failure pass through ``printable``, one board line per line."""
+    forged = "\x1b[2J\x1b[H\x1b[1;32mPASS\x1b[0m all checks\rerror: none\x07\x9b31m"
+    package = make_package(built, tmp_path / "package", standin={"print": forged, "lines": 1, "exit": code})
+    result = run_deploy(package, _run_args(login, known_hosts, board / "pkg"))
+    assert result.returncode == code, result.stderr
+    shown = result.stdout + result.stderr
+    assert not any(c in shown for c in "\x1b\r\x07\x9b")
+    assert "\\x1b[2J\\x1b[H\\x1b[1;32mPASS\\x1b[0m all checks\\rerror: none\\x07\\x9b31m" in result.stdout
+    assert "stand-in line 0\n" in result.stdout
 
 
 # --- options --------------------------------------------------------------------------------------

@@ -284,3 +284,23 @@ def test_a_read_only_package_is_refused_before_the_board_runs_anything(hostile, 
     copied = deploy_as_workstation_user(hostile, case, {}, run=False)  # a copy alone needs no writing
     assert copied.returncode == 0, copied.stderr[-2000:]
     assert_untouched(hostile, case, before, fetched=False)
+
+
+ANSWERS = {
+    "free is not a number": ({"begin": {"free": "plenty", "removed": []}}, ExitCode.REMOTE_ENVIRONMENT,
+                             "malformed answer to begin (free)"),
+    "escape codes in a path": ({"inspect": {"home": "/home/x", "real": "/\x1b[2J\x1b[1;32mPASS", "kind": "absent"}},
+                               ExitCode.REMOTE_NOT_WRITABLE, "\\x1b[2J\\x1b[1;32mPASS"),
+    "entries of the wrong shape": ({"inspect": {"home": "/home/x", "real": "/a/b", "kind": "dir", "id": "1:2",
+                                                "entries": [[1, 2]]}}, ExitCode.REMOTE_ENVIRONMENT,
+                                   "malformed answer to inspect (entries)"),
+}
+
+
+@pytest.mark.parametrize("answers, code, why", ANSWERS.values(), ids=ANSWERS.keys())
+def test_answers_of_the_wrong_shape_are_one_escaped_line(hostile, case, answers, code, why):
+    before = tree(hostile.ws_home)
+    result = deploy_as_workstation_user(hostile, case, {"answers": answers})
+    assert result.returncode == code, result.stderr[-2000:]
+    assert why in error_line(result) and "\x1b" not in result.stdout + result.stderr
+    assert_untouched(hostile, case, before, fetched=False)
