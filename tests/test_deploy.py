@@ -512,7 +512,8 @@ def test_a_deploy_waits_for_the_one_running_or_is_refused(built, login, board, k
     assert first.wait(timeout=60) == 0, first.communicate()
     assert json.loads((slow / "y_hw.json").read_text())["build_id"] == BUILD_A  # the first run was whole
     assert waited.returncode == 0, waited.stderr
-    assert remote_state(remote) == expected_state(other)
+    fetched = {f"previous/{BUILD_A}/{name}": sha256_file(slow / name) for name in ("y_hw.npy", "y_hw.json")}
+    assert remote_state(remote) == {**expected_state(other), **fetched}  # the first run's results, kept
     assert leftovers(remote) == []
 
 
