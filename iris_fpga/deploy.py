@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 
 import paramiko
+from paramiko import sftp
 
 from iris_fpga import contract, packaging, ssh, testpause
 from iris_fpga.errors import ExitCode, ToolError
@@ -735,7 +736,8 @@ class _Sftp:
         """Write the local regular file ``local`` (never through a link) to ``path`` on the board."""
         with open(os.open(local, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            self.client.putfo(fh, path, size, callback=lambda sent, total: progress(name, size, sent))
+            # confirm=False: no stat through paramiko's parser (see _attrs); the board checks sha256 sums
+            self.client.putfo(fh, path, size, callback=lambda sent, total: progress(name, size, sent), confirm=False)
         if size == 0:
             progress(name, 0, 0)
 
@@ -746,9 +748,10 @@ class _Sftp:
         watchdog.daemon = True
         watchdog.start()
         try:
-            self._check(self.client.lstat(path), name, cap)
+            self._check(*self._attrs(sftp.CMD_LSTAT, path), name, cap)
             with self.client.open(path, "rb") as fh:
-                self._check(fh.stat(), name, cap)  # what was opened: a link swapped in since is refused
+                # what was opened: a link swapped in since is refused
+                self._check(*self._attrs(sftp.CMD_FSTAT, fh.handle), name, cap)
                 data = bytearray()
                 while chunk := fh.read(min(self.CHUNK, cap + 1 - len(data))):
                     data += chunk
@@ -770,9 +773,22 @@ class _Sftp:
         finally:
             watchdog.cancel()
 
+    def _attrs(self, command: int, target) -> tuple[int | None, int | None]:
+        """(mode, size) from the board's answer to an lstat or fstat, read here: paramiko's
+        SFTPAttributes would loop over as many extended attributes as the answer claims (2^32 of
+        them, in the main thread, beyond any timeout). The extended attributes are not read."""
+        kind, msg = self.client._request(command, target)  # paramiko's one request primitive
+        if kind != sftp.CMD_ATTRS:
+            raise paramiko.SFTPError("expected attributes")
+        flags = msg.get_int()
+        size = msg.get_int64() if flags & paramiko.SFTPAttributes.FLAG_SIZE else None
+        if flags & paramiko.SFTPAttributes.FLAG_UIDGID:
+            msg.get_int(), msg.get_int()
+        mode = msg.get_int() if flags & paramiko.SFTPAttributes.FLAG_PERMISSIONS else None
+        return mode, size
+
     @staticmethod
-    def _check(attrs: paramiko.SFTPAttributes, name: str, cap: int) -> None:
-        mode, size = attrs.st_mode, attrs.st_size
+    def _check(mode: int | None, size: int | None, name: str, cap: int) -> None:
         if mode is None or size is None:
             raise ToolError(f"the board gives no type or size for {name}: refused", ExitCode.USAGE)
         if not stat.S_ISREG(mode):

@@ -88,7 +88,8 @@ class Sftp:
     records: the file holds scp records; garbage / truncated: a packet no SFTP server sends;
     short: a data string longer than its packet; silent: never answers a read;
     flood: answers lstat with answers to requests never made, without end;
-    refuse upload: answers every write with a failure whose message holds escape codes.
+    refuse upload: answers every write with a failure whose message holds escape codes;
+    extended (any target): every file claims 2^32 - 1 extended attributes.
     """
 
     def __init__(self, scenario):
@@ -181,7 +182,7 @@ class Sftp:
 
     def lying_read(self, rid, offset, length):
         if self.lie == "silent":
-            time.sleep(3600)
+            time.sleep(60)  # past any --timeout of the tests; then this process ends by itself
         if offset and self.lie in ("short", "records"):
             return self.status(rid, 1, "eof")
         if self.lie == "short":
@@ -210,6 +211,8 @@ class Sftp:
     def attrs(self, rid, mode, size):
         if mode is None:
             return self.packet(105, struct.pack(">II", rid, 0))
+        if self.lie == "extended":  # claims 2^32 - 1 extended attributes, and sends none
+            return self.packet(105, struct.pack(">IIQII", rid, 1 | 4 | 0x80000000, size, mode, 0xFFFFFFFF))
         self.packet(105, struct.pack(">IIQI", rid, 1 | 4, size, mode))
 
     def status(self, rid, code, message):
