@@ -66,6 +66,7 @@ FIXTURE_MARKERS = {
     "small": ("slow", "verilator"),  # test_network's 16-8-3 build with --rtl
     "rtl_build": ("slow", "verilator"),  # test_ip_emulation's 16-8-3 build with --accelerator rtl
     "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1
+    "hostile": ("slow", "sshd"),  # test_hostile_board: a hostile board behind a real sshd
     "scheduler": ("slow", "dask"),  # a real `dask scheduler` and two workers
     "chromium": ("slow", "chromium"),  # headless Chromium renders the validation page
 }
