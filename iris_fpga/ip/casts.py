@@ -145,7 +145,7 @@ def code_to_float_function(name: str, t: FixedType) -> list[str]:
         "        mag = neg ? (~code + 1'b1) : code;",
         "        top = -1;",
         f"        for (k = 0; k < {w}; k = k + 1) if (mag[k]) top = k;",
-        f"        aligned = {{{{24{{1'b0}}}}, mag}} << (23 - top);",
+        "        aligned = {{24{1'b0}}, mag} << (23 - top);",
         "        if (top < 0)",
         f"            {name} = 32'd0;",
         "        else",
