@@ -187,7 +187,8 @@ def make_parser() -> OneLineParser:
     parser.add_argument("--output-dir", default="hls4ml_prj_pynq", help="hls4ml project (and the build's work files)")
     parser.add_argument("--package-dir", default="package", help="what the board gets")
     parser.add_argument("--rtl", action="store_true", help="add the rtl step: Verilog, bit-exact simulation, resources")
-    parser.add_argument("--latency-cutoff", type=int, default=5, help="rtl pipeline stages (0: combinational)")
+    parser.add_argument("--latency-cutoff", type=float, default=2.5,
+                        help="da4ml pipelining: adder delays per register stage (0: combinational)")
     parser.add_argument("--rtl-random", type=int, default=2000, help="random inputs the rtl step compares")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     from iris_fpga.deploy import add_deploy_arguments

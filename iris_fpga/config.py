@@ -101,7 +101,7 @@ class BuildConfig:
     inv_table_t: str = "ap_fixed<18,4>"
     # rtl step (issue 9)
     rtl: bool = False
-    latency_cutoff: int = 5
+    latency_cutoff: float = 2.5  # da4ml adder delays per stage; README ("The accelerator IP") says why 2.5
     rtl_random: int = 2000
     # the IP the package carries (manifest.json "accelerator")
     accelerator: str = "hls"
