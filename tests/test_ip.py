@@ -13,6 +13,7 @@ import pytest
 from conftest import Build
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.ip import run_ip
+from iris_fpga.ip.run import FAIL_NS, WARN_NS, check_timing
 from iris_fpga.datapath.fixedpoint import FixedType
 
 
@@ -64,6 +65,11 @@ def test_estimate_gets_the_ip_section_beside_the_datapath(ip_run):
     assert ip["part"] == "xc7z020clg400-1" and ip["fits"] is True
     assert 4.0 <= ip["cycles_per_sample"] <= 4.1 and 0 < ip["latency_cycles"] <= 20
     assert ip["longest_path_cells"] > 0
+    timing = ip["timing"]  # yosys sta on the IP's own mapping: within the limit, between two named points
+    assert set(timing) == {"logic_ns", "budget_ns", "start", "end", "method"} and timing["budget_ns"] == 10.0
+    assert 1.0 < timing["logic_ns"] <= FAIL_NS and timing["start"] and timing["end"]
+    assert "no routing" in timing["method"] and "lower bound" in timing["method"]
+    assert f"{timing['logic_ns']:.2f} ns" in ip["headline"]
     top = (root / "ip" / "src" / "myproject_axi.v").read_text()
     for port in ("in_r_TDATA", "in_r_TVALID", "in_r_TREADY", "in_r_TLAST", "out_r_TDATA", "out_r_TVALID",
                  "out_r_TREADY", "out_r_TLAST", "ap_clk", "ap_rst_n"):
@@ -95,3 +101,18 @@ def test_graph_without_softmax_section_is_a_usage_error(built: Build, tmp_path):
     with pytest.raises(ToolError) as err:
         run_ip(path, tmp_path / "ip", tmp_path / "e.json")
     assert err.value.code == ExitCode.USAGE and "csim" in str(err.value)
+
+
+def test_timing_over_the_limit_fails_in_one_line_and_warns_before(caplog):
+    path = {"start": "a[0]", "end": "b[1]"}
+    with pytest.raises(ToolError) as err:
+        check_timing({**path, "logic_ns": FAIL_NS + 0.01})
+    assert err.value.code == ExitCode.CHECK_FAILED and "\n" not in str(err.value)
+    assert "a[0]" in str(err.value) and "b[1]" in str(err.value) and "--latency-cutoff" in str(err.value)
+    with caplog.at_level("WARNING"):
+        assert check_timing({**path, "logic_ns": WARN_NS + 0.5})["logic_ns"] == WARN_NS + 0.5
+    assert "routing" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_timing({**path, "logic_ns": WARN_NS})
+    assert not caplog.text

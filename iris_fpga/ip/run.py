@@ -21,7 +21,7 @@ import numpy as np
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json
 from iris_fpga.ip import verify
-from iris_fpga.ip.verilog import Design, Slots, fifo_rows_for, top_module
+from iris_fpga.ip.verilog import CLOCK_HZ, Design, Slots, fifo_rows_for, top_module
 from iris_fpga.datapath import report as rpt
 from iris_fpga.datapath import simulate, synth
 from iris_fpga.datapath.fixedpoint import FixedType
@@ -30,6 +30,11 @@ from iris_fpga.datapath.run import load_graph, prepare_dir
 log = logging.getLogger(__name__)
 
 SETS = ("test", "random")
+#: The worst register-to-register logic delay allowed (ns): above WARN_NS a warning (routing on a
+#: 7-series part often adds as much again as the logic), above FAIL_NS the step fails.
+WARN_NS, FAIL_NS = 5.0, 6.0
+TIMING_METHOD = ("yosys sta on the ip step's own xc7 mapping (synth_xilinx, LUTs by abc -luts), with the xc7 "
+                 "cell delays of yosys' cells_sim.v; no routing: a logic-only lower bound, not Vivado's timing")
 
 
 def run_ip(
@@ -38,7 +43,7 @@ def run_ip(
     estimate_path: Path,
     *,
     part: str = "xc7z020clg400-1",
-    latency_cutoff: int = 5,
+    latency_cutoff: float = 2.5,
     seed: int = 0,
     y_hls_path: Path | None = None,
     synthesize: bool = True,
@@ -77,9 +82,11 @@ def run_ip(
     counts = {name: len(graph["sets"][name]["x_float32"]) for name in SETS}
     log.info("ip: every output word equals the C-simulation in %d runs (%s)", len(runs), ", ".join(r["name"] for r in runs))
 
-    result = synth.synthesize(ip_dir, top, sources=sources, longest_path=True) if synthesize else None
+    result = synth.synthesize(ip_dir, top, sources=sources, longest_path=True, timing=True) if synthesize else None
+    timing = None
     if result:
         seconds["yosys"] = result["seconds"]
+        timing = check_timing(result["timing"])
     device_name, capacity = rpt.device_for(part)
     resources = synth.resources(result["cells"]) if result else None
     percent, fits = rpt.utilisation(resources, capacity) if resources else (None, None)
@@ -95,8 +102,7 @@ def run_ip(
         "utilisation_percent": percent,
         "fits": fits,
         "longest_path_cells": result.get("longest_path_cells") if result else None,
-        "timing_note": "no timing analysis here: longest_path_cells is yosys' longest chain of cells between "
-        "registers (ltp -noff), a proxy; 100 MHz is the PYNQ-Z2 design's clock",
+        "timing": timing,
         "cycles_per_sample": round(steady["span_cycles"] / len(samples), 4),
         "cycles_per_sample_how": f"{len(samples)} samples in one frame, sink always ready: clocks from the first "
         "input handshake to the last output handshake, divided by the samples",
@@ -117,7 +123,21 @@ def run_ip(
     return section
 
 
-def write_ip(graph: dict, ip_dir: Path, latency_cutoff: int, part: str) -> tuple[Design, list[str]]:
+def check_timing(found: dict) -> dict:
+    """``ip.timing`` from yosys' worst path; CHECK_FAILED above FAIL_NS, a warning above WARN_NS."""
+    timing = {"logic_ns": found["logic_ns"], "budget_ns": 1e9 / CLOCK_HZ, "start": found["start"],
+              "end": found["end"], "method": TIMING_METHOD}
+    where = f"{timing['logic_ns']:.2f} ns of logic from {timing['start']} to {timing['end']}"
+    if timing["logic_ns"] > FAIL_NS:
+        raise ToolError(f"ip: {where}, over the {FAIL_NS} ns limit of the {timing['budget_ns']:g} ns clock "
+                        "(lower --latency-cutoff to pipeline the datapath more)", ExitCode.CHECK_FAILED)
+    if timing["logic_ns"] > WARN_NS:
+        log.warning("ip: %s: over %.1f ns, little of the %g ns clock is left for routing", where, WARN_NS,
+                    timing["budget_ns"])
+    return timing
+
+
+def write_ip(graph: dict, ip_dir: Path, latency_cutoff: float, part: str) -> tuple[Design, list[str]]:
     """The datapath (da4ml) and the top module in ``ip_dir/src``; returns the design and the Verilog
     paths relative to ``ip_dir``, submodules first."""
     from da4ml.codegen.rtl.rtl_model import get_io_kifs
