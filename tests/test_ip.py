@@ -1,7 +1,8 @@
 """The accelerator IP for real, on the session's trained model: Verilog generated from the exported
 graph, built with Verilator, driven by cocotbext-axi as the DMA (with and without pauses), compared
-word for word with the C-simulation, synthesized with yosys. One full run per module (about 90 s),
-plus one build of a deliberately wrong IP (about 55 s)."""
+word for word with the C-simulation, synthesized with yosys, timed with yosys' sta, and its xc7 netlist
+simulated too. One full run per module (about 6 minutes on the shared machine, the netlist's Verilator
+build most of it), plus two builds of deliberately wrong IPs (about a minute each)."""
 from __future__ import annotations
 
 import json
