@@ -90,7 +90,8 @@ def grid_patterns(t: FixedType, n: int, seed: int = 0) -> np.ndarray:
 def cast_module(t: FixedType) -> str:
     """The cast of the IP's input as a module: ``code`` follows ``word`` by one clock."""
     cast = casts.float_to_code("code", "word", t)
-    body = [*cast.declarations, *cast.stage2, "always @(posedge clk) begin", *[f"    {ln}" for ln in cast.clocked], "end"]
+    body = [*cast.declarations, *cast.stage2, "always @(posedge clk) begin",
+            *[f"    {ln}" for ln in cast.clocked], "end"]
     body = [ln.replace(f"wire [{t.width - 1}:0] code =", "assign code =") for ln in body]
     return "\n".join([f"module {MODULE} (input wire clk, input wire [31:0] word, output wire [{t.width - 1}:0] code);",
                       *[f"    {ln}" for ln in body], "endmodule", ""])

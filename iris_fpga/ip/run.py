@@ -6,8 +6,9 @@ under cocotb with cocotbext-axi as the DMA: the test samples and the random set,
 random pauses on both sides, one frame per batch and one per sample; every output word must equal
 the C-simulation's float32 output and every softmax input its traced pre-softmax value. yosys (beside
 that build) counts the whole IP's cells against the part and times its worst register-to-register
-logic path; its mapped netlist, simulated with the xc7 cell models, must give the same words. Writes ``<ip_dir>/src/*.v`` and the ``ip`` section of
-``hardware_estimate.json`` (beside the rtl step's datapath figures).
+logic path; its mapped netlist, simulated with the xc7 cell models, must give the same words.
+Writes ``<ip_dir>/src/*.v`` and the ``ip`` section of ``hardware_estimate.json`` (beside the rtl
+step's datapath figures).
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ SETS = ("test", "random")
 #: The worst register-to-register logic delay allowed (ns): above WARN_NS a warning (routing on a
 #: 7-series part often adds as much again as the logic), above FAIL_NS the step fails.
 WARN_NS, FAIL_NS = 5.0, 6.0
-TIMING_METHOD = ("yosys sta on the ip step's own xc7 mapping (synth_xilinx -nobram, LUTs by abc -luts), with the xc7 "
-                 "cell delays of yosys' cells_sim.v; no routing: a logic-only lower bound, not Vivado's timing")
+TIMING_METHOD = ("yosys sta on the ip step's own xc7 mapping (synth_xilinx -nobram, LUTs by abc -luts), with "
+                 "the xc7 cell delays of yosys' cells_sim.v; no routing: a logic-only lower bound, not Vivado's timing")
 
 
 def run_ip(
