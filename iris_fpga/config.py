@@ -239,7 +239,10 @@ class BuildConfig:
                                check=check_fixed_type)
     # rtl step (issue 9)
     rtl: bool = setting(False, "add the rtl step: Verilog, bit-exact simulation, resources")
-    latency_cutoff: int = setting(5, "rtl pipeline stages (0: combinational)", keys=("rtl", "ip"), within=Within(0))
+    # da4ml adder delays per pipeline stage: 2.5 keeps every stage of the IP's logic near 5 ns (README,
+    # "The accelerator IP", says why)
+    latency_cutoff: float = setting(2.5, "rtl pipeline: da4ml adder delays per stage (0: combinational)",
+                                    keys=("rtl", "ip"), within=Within(0))
     rtl_random: int = setting(2000, "random inputs the rtl step compares", keys=("csim",), within=Within(0))
     # the IP the package carries (manifest.json "accelerator")
     accelerator: str = setting(
