@@ -576,3 +576,15 @@ def test_the_explorer_prints_names_from_results_escaped(tmp_path):
     text = err.getvalue() + out.getvalue()
     assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b\\u202e" in text
     assert all(c == "\n" or c.isprintable() for c in text)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--folds", "1", "--folds must be 2 to 20 (got 1)"), ("--folds", "21", "--folds must be 2 to 20"),
+    ("--min-cv", "1.5", "--min-cv must be a fraction from 0 to 1"), ("--min-cv", "nan", "--min-cv must be a fraction"),
+    ("--min-cv", "-0.1", "--min-cv must be a fraction"), ("--seeds", "3", "unrecognized arguments: --seeds"),
+])
+def test_bad_folds_or_min_cv_are_one_line_and_exit_2_before_any_work(tmp_path, option, value, message):
+    out = tmp_path / "out"
+    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out), option, value])
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not out.exists()

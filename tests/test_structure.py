@@ -210,7 +210,7 @@ def test_pip_install_gives_the_three_commands(tmp_path):
     assert helped.returncode == 0 and "--rtl-random RTL_RANDOM" in helped.stdout, helped.stderr
     for name, args, message in (("iris-fpga-build", ["--reuse-factor", "0"], "--reuse-factor must be at least 1"),
                                 ("iris-fpga-validate", ["--tolerance", "-1"], "argument --tolerance"),
-                                ("iris-fpga-explore", ["--seeds", "0"], "--seeds must be 1 to")):
+                                ("iris-fpga-explore", ["--folds", "1"], "--folds must be 2 to")):
         refused = command(name, *args)
         assert refused.returncode == 2 and refused.stdout == "", (name, refused.stdout, refused.stderr)
         assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, (name, refused.stderr)
