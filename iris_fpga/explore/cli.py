@@ -96,8 +96,8 @@ def report(result: dict, out: Path, min_cv: float) -> int:
     if "error" in win:
         show(f"the winner's final build failed: {win['error']}", file=sys.stderr)
         return ExitCode.CHECK_FAILED
-    show(f"built on all 120 training samples: whole IP {win['ip_lut']:,} LUT, {win['ip_ff']:,} FF, {win['ip_dsp']} "
+    show(f"built on all the training samples: whole IP {win['ip_lut']:,} LUT, {win['ip_ff']:,} FF, {win['ip_dsp']} "
          f"DSP, {win['ip_bram']:g} BRAM (datapath {win['lut']:,} LUT, {win['latency_cycles']} cycles); test accuracy "
-         f"{100 * win['test_accuracy']:.2f}% on the 30 test samples, scored once, after the choice\n"
+         f"{100 * win['test_accuracy']:.2f}% on the test set, scored once, after the choice\n"
          f"rebuild it: {win['command']}")
     return ExitCode.OK

@@ -73,7 +73,7 @@ def write_outputs(out: Path, points: list[dict], front: list[dict], winner: dict
                   min_cv: float, made: dict) -> dict:
     """The table, the plot and the winner's command, replacing only what ``made`` lists (see
     :func:`check_ours`); returns their sha256 for results.json, which the caller writes."""
-    head = (f"Pareto front: C-simulation accuracy on held-out folds of the 120 training samples ({folds}-fold "
+    head = (f"Pareto front: C-simulation accuracy on held-out folds of the training samples ({folds}-fold "
             "cross-validation; the test set takes no part) against datapath LUT (largest of the folds)\n\n")
     files = {TABLE: (head + front_table(front)).encode(), PLOT: pareto_png(points, front, winner, folds, min_cv),
              WINNER: winner_text(winner, min_cv).encode()}

@@ -193,7 +193,7 @@ def describe(run: Run, record: dict) -> str:
     measured = record.get("rtl", record) if run.kind == IP else None
     parts = []
     if run.kind == CSIM or run.fold is None:
-        held_out = f"fold {run.fold}/{run.folds}" if run.fold else "the 30 test samples"
+        held_out = f"fold {run.fold}/{run.folds}" if run.fold else "the test set"
         parts.append(f"C-sim {100 * record['csim']:.2f}% on {held_out}, Keras {100 * record['keras']:.2f}%, "
                      f"validation {100 * record['val_accuracy']:.2f}%, da4ml {record['da4ml']['LUT']:,} LUT")
     if measured:
