@@ -49,7 +49,7 @@ class Point:
 
     settings: dict
     args: tuple[str, ...]
-    latency_cutoff: int  # the rtl step's, for da4ml's estimate of the same pipeline
+    latency_cutoff: float  # the rtl step's, for da4ml's estimate of the same pipeline
 
     @property
     def id(self) -> str:

@@ -39,7 +39,7 @@ class Run:
     fold: int | None
     folds: int
     output_dir: str
-    latency_cutoff: int
+    latency_cutoff: float
     kind: str = CSIM
 
     @property
@@ -95,7 +95,7 @@ def run_build(run: Run) -> dict:
     return record
 
 
-def csim_figures(steps: dict, folder: Path, latency_cutoff: int) -> dict:
+def csim_figures(steps: dict, folder: Path, latency_cutoff: float) -> dict:
     """Accuracies on the build's held-out set (its fold, or the 30 test samples for the final build),
     validation accuracy, sparsity and da4ml's estimate of the datapath."""
     from iris_fpga.flow.context import GRAPH
