@@ -410,6 +410,8 @@ NOT_AN_INPUT = {"recipe", "rtl", "output_dir", "package_dir"}
 
 def _changed(config, name):
     value = getattr(config, name)
+    if value is None:  # --cv-fold: off unless given
+        return {"cv_fold": (1, 3)}[name]
     if isinstance(value, bool):
         return not value
     if isinstance(value, tuple):
