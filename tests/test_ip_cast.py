@@ -9,6 +9,8 @@ import pytest
 from iris_fpga.ip import cast_check
 from iris_fpga.datapath.fixedpoint import FixedType
 
+pytestmark = [pytest.mark.slow, pytest.mark.verilator]  # a Verilator and a g++ build per type
+
 DEFAULT_INPUT = FixedType(signed=True, width=16, integer=6)  # hls4ml's default precision, the IP's input type
 
 
