@@ -279,3 +279,23 @@ def test_any_bytes_are_read_or_refused_in_one_printable_line(tmp_path, blob):
         assert str(exc).isprintable() and str(exc).startswith("any.csv ") and exc.code == ExitCode.USAGE
     else:
         assert len(table.labels) == len(table.X) and np.isfinite(table.X).all()
+
+
+# -- the explorer passes the data options to every run ----------------------------------------
+def test_the_explorer_passes_the_data_to_every_point(tmp_path, monkeypatch):
+    from iris_fpga.explore.cli import parse_args, with_data
+    from iris_fpga.explore.space import expand
+
+    monkeypatch.chdir(tmp_path)
+    write_table(tmp_path / "t.csv", HEADER, GOOD)
+    space = {"--hidden": ["16", "8,8"]}
+    points = expand(with_data(space, parse_args(["--csv", "t.csv", "--target", "kind"])))
+    assert [p.args for p in points] == [("--hidden", h, "--csv", str(tmp_path / "t.csv"), "--target", "kind")
+                                        for h in ("16", "8,8")]  # absolute: a run's folder is the repository
+    wine = expand(with_data(space, parse_args(["--dataset", "wine"])))
+    assert all(p.args[2:] == ("--dataset", "wine") for p in wine)
+    (tmp_path / "t.csv").write_text("x,y,kind\n1,2,low\n")
+    with pytest.raises(ToolError, match="t.csv column 'kind' holds one class"):
+        expand(with_data(space, parse_args(["--csv", "t.csv", "--target", "kind"])))
+    with pytest.raises(ToolError, match="--dataset is both an option here and a key of the space"):
+        with_data({"--dataset": ["iris"]}, parse_args(["--dataset", "wine"]))
