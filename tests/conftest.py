@@ -65,6 +65,7 @@ FIXTURE_MARKERS = {
     "source": ("slow",),  # test_on_target's way to the session's build (through getfixturevalue)
     "small": ("slow", "verilator"),  # test_network's 16-8-3 build with --rtl
     "rtl_build": ("slow", "verilator"),  # test_ip_emulation's 16-8-3 build with --accelerator rtl
+    "dataset_build": ("slow", "verilator"),  # test_datasets_on_chip's wine and CSV builds with --accelerator rtl
     "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1
     "scheduler": ("slow", "dask"),  # a real `dask scheduler` and two workers
     "chromium": ("slow", "chromium"),  # headless Chromium renders the validation page
