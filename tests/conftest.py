@@ -66,6 +66,7 @@ FIXTURE_MARKERS = {
     "small": ("slow", "verilator"),  # test_network's 16-8-3 build with --rtl
     "rtl_build": ("slow", "verilator"),  # test_ip_emulation's 16-8-3 build with --accelerator rtl
     "dataset_build": ("slow", "verilator"),  # test_datasets_on_chip's wine and CSV builds with --accelerator rtl
+    "csim_build": ("slow",),  # test_datasets_on_chip's breast cancer and digits builds, --to csim
     "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1
     "scheduler": ("slow", "dask"),  # a real `dask scheduler` and two workers
     "chromium": ("slow", "chromium"),  # headless Chromium renders the validation page

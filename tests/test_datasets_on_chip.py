@@ -92,3 +92,28 @@ def test_the_emulated_board_runs_the_ip_and_validation_passes(dataset_build, tmp
     header = next(line for line in report.stdout.splitlines() if line.lstrip().startswith("true \\ predicted"))
     assert header.split()[3:] == [word for c in classes for word in c.split()]  # the confusion matrix's columns
     assert all(c in page.read_text(encoding="utf-8") for c in classes)
+
+
+CSIM_BUILDS = {"breast_cancer": (30, 2, ("--hidden", "16,8")), "digits": (64, 10, ("--hidden", "32,16"))}
+
+
+@pytest.fixture(scope="module", params=sorted(CSIM_BUILDS))
+def csim_build(request, tmp_path_factory) -> tuple[str, Path]:
+    name = request.param
+    root = tmp_path_factory.mktemp(f"csim-{name}")
+    result = run_buildmodel("--dataset", name, *CSIM_BUILDS[name][2], "--to", "csim", cwd=root, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return name, root / "hls4ml_prj_pynq" / "pipeline"
+
+
+def test_breast_cancer_and_digits_go_through_the_c_simulation(csim_build):
+    """Their networks take their inputs and classes; every test input fits the IP's input type (digits'
+    pixels share one scale); the fixed-point model picks the trained one's classes. README's larger
+    networks give the 95% figures; these small ones must still classify well above chance."""
+    name, pipeline = csim_build
+    n_in, n_out, _ = CSIM_BUILDS[name]
+    csim = json.loads((pipeline / "state.json").read_text())["csim"]["result"]
+    assert (csim["n_in"], csim["n_out"], csim["inputs_out_of_range"]) == (n_in, n_out, [])
+    assert csim["accuracy"]["agreement"] >= 0.99 and csim["accuracy"]["csim"] >= 0.9
+    assert np.load(pipeline / "staging" / "y_hls.npy").shape == (len(np.load(pipeline / "staging" / "X_test.npy")),
+                                                                 n_out)
