@@ -57,6 +57,31 @@ def parse_widths(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
 
 
+MAX_FOLDS = 20  # --cv-fold I/K: K from 2 to this (each class needs K members in the training part)
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """``"2/3"`` -> (2, 3): fold 2 of 3; anything else is a usage error (ranges: ``check_fold``)."""
+    if not re.fullmatch(r"[0-9]{1,6}/[0-9]{1,6}", text):
+        raise ToolError(f"--cv-fold takes I/K, fold I of K, such as 1/3 (got {printable(text)!r})")
+    fold, folds = text.split("/")
+    return int(fold), int(folds)
+
+
+def check_fold(label: str, value: Any) -> None:
+    if value is None:
+        return
+    ok = (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              for v in value))
+    if not ok or not (2 <= value[1] <= MAX_FOLDS and 1 <= value[0] <= value[1]):
+        raise ToolError(f"{label} takes I/K with K from 2 to {MAX_FOLDS} and I from 1 to K, such as 1/3 "
+                        f"(got {printable(_fold_text(value) if ok else value)})")
+
+
+def _fold_text(value: tuple[int, int] | None) -> str | None:
+    return None if value is None else f"{value[0]}/{value[1]}"
+
+
 def dense_layer_names(n_hidden: int) -> tuple[str, ...]:
     """Keras/hls4ml names of the Dense layers: fc1 .. fcN, then output (the article's names for N = 3)."""
     return tuple(f"fc{i}" for i in range(1, n_hidden + 1)) + ("output",)
@@ -249,6 +274,11 @@ class BuildConfig:
     # The split is fixed so that every seed is scored on the same 30 samples.
     test_size: float = setting(0.2, "fraction of the data held out as the test set", keys=("data",), option=False)
     split_random_state: int = setting(42, "random_state of the test split", keys=("data",), option=False)
+    # Cross-validation (issue 30): the explorer scores a point on held-out folds, never on the test set.
+    cv_fold: tuple[int, int] | None = setting(
+        None, "train on the training part less fold I of K (stratified, fixed folds) and score on fold I: the test "
+        "set takes no part in the build", keys=("data",), check=check_fold, parse=parse_fold, show=_fold_text,
+        metavar="I/K")
     # hls4ml
     board: str = setting("pynq-z2", f"hls4ml VivadoAccelerator board; only {', '.join(BOARDS)} works end to end "
                          "(on_target.py drives a PYNQ-Z2, part xc7z020)", keys=("convert",),
@@ -265,7 +295,10 @@ class BuildConfig:
                                check=check_fixed_type)
     # rtl step (issue 9)
     rtl: bool = setting(False, "add the rtl step: Verilog, bit-exact simulation, resources")
-    latency_cutoff: int = setting(5, "rtl pipeline stages (0: combinational)", keys=("rtl", "ip"), within=Within(0))
+    # da4ml adder delays per pipeline stage: 2.5 keeps every stage of the IP's logic near 5 ns (README,
+    # "The accelerator IP", says why)
+    latency_cutoff: float = setting(2.5, "rtl pipeline: da4ml adder delays per stage (0: combinational)",
+                                    keys=("rtl", "ip"), within=Within(0))
     rtl_random: int = setting(2000, "random inputs the rtl step compares", keys=("csim",), within=Within(0))
     # the IP the package carries (manifest.json "accelerator")
     accelerator: str = setting(
@@ -291,6 +324,8 @@ class BuildConfig:
     def __post_init__(self):
         # JSON (the manifest) gives a list; a tuple keeps the frozen config hashable.
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        if isinstance(self.cv_fold, list):
+            object.__setattr__(self, "cv_fold", tuple(self.cv_fold))
 
     @property
     def dense_layers(self) -> tuple[str, ...]:
@@ -312,8 +347,9 @@ class BuildConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values (``hidden`` as a list), so that it equals what the manifest reads back."""
-        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+        """Plain JSON values (tuples as lists), so that it equals what the manifest reads back."""
+        return {**dataclasses.asdict(self), "hidden": list(self.hidden),
+                "cv_fold": list(self.cv_fold) if self.cv_fold else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.config import BuildConfig
+from iris_fpga.errors import ToolError
 from iris_fpga.fileio import atomic_save_npy, atomic_write_json
 
 # File names inside the staging folder; the package step publishes them into package/.
@@ -92,10 +93,14 @@ def load_split(config: BuildConfig) -> Split:
         samples.X, onehot, test_size=config.test_size, random_state=config.split_random_state,
         stratify=onehot.argmax(1) if samples.stratify else None,
     )
-    scale = scale_pixels if config.dataset in PIXEL_DATASETS else scale_features
-    X_train, X_test, mean, spread = scale(X_train, X_test)
+    X_train, X_test, mean, spread = scaling(config)(X_train, X_test)
     return Split(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test, classes=classes,
                  scaler_mean=mean, scaler_scale=spread, features=samples.features)
+
+
+def scaling(config: BuildConfig):
+    """The data set's scaler: ``(X_train, X_test) -> (X_train, X_test, mean, scale)``, fitted on X_train."""
+    return scale_pixels if config.dataset in PIXEL_DATASETS else scale_features
 
 
 def scale_features(X_train: np.ndarray, X_test: np.ndarray):
@@ -159,3 +164,30 @@ def with_csv_digest(config: BuildConfig) -> BuildConfig:
 
     table = tabular.read_table(Path(config.csv), config.target, config.test_size)
     return dataclasses.replace(config, csv_sha256=table.sha256).validated()
+
+
+#: random_state of the stratified folds: fixed, so that fold I of K is the same samples in every build.
+FOLD_RANDOM_STATE = 0
+
+
+def fold_split(split: Split, fold: int, folds: int, scale=None) -> Split:
+    """Fold ``fold`` (1 to ``folds``) of the training part held out in place of the test set.
+
+    The folds are scikit-learn's StratifiedKFold(folds, shuffle=True, random_state=FOLD_RANDOM_STATE)
+    over the training part. The scaler (``scale``: the data set's, see ``scaling``; a StandardScaler per
+    feature if not given) is fitted again on what remains for training, so the held-out fold is scaled
+    as unseen data is; the test set takes no part at all.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = split.y_train.argmax(1)
+    fewest = int(np.bincount(labels).min())
+    if folds > fewest:
+        raise ToolError(f"--cv-fold {fold}/{folds}: the training part has only {fewest} samples of one class, so "
+                        f"it splits into at most {fewest} stratified folds: choose K <= {fewest}")
+    raw = split.X_train.astype(np.float64) * split.scaler_scale + split.scaler_mean
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=FOLD_RANDOM_STATE)
+    train, held_out = list(splitter.split(raw, labels))[fold - 1]
+    X_train, X_test, mean, spread = (scale or scale_features)(raw[train], raw[held_out])
+    return Split(X_train=X_train, y_train=split.y_train[train], X_test=X_test, y_test=split.y_train[held_out],
+                 classes=split.classes, scaler_mean=mean, scaler_scale=spread, features=split.features)

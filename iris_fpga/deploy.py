@@ -17,21 +17,24 @@ import argparse
 import json
 import logging
 import math
+import os
 import posixpath
 import secrets
 import shlex
+import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass, field, fields
+from pathlib import Path, PurePosixPath
 
 import paramiko
-from scp import SCPClient, SCPException
 
-from iris_fpga import contract, ssh
+from iris_fpga import contract, packaging, ssh, testpause
+from iris_fpga.board_sftp import BoardSftp
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import atomic_write_bytes, load_json, load_npy, parse_json, printable, sha256_file
+from iris_fpga.fileio import (MAX_JSON_BYTES, MAX_NPY_BYTES, atomic_write_bytes, parse_json, parse_npy, printable,
+                              sha256_file)
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +205,12 @@ def deploy(package_dir: Path, target: DeployTarget) -> None:
             root = _privilege(conn, uid)
             _check_remote_python(conn, target, root)
         with _Lock(conn, target, remote):  # the lock file goes with the lock, so a refusal leaves nothing
-            identity = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
+            judged = _judge(conn, target, remote, _board(conn, target, "inspect", *_inspect_args(remote)))
             t = time.monotonic()
             _begin(conn, target, remote, package)
             try:
                 _upload(conn, package, remote)
-                _verify_and_swap(conn, target, package, remote, identity)
+                _verify_and_swap(conn, target, package, remote, judged)
             except BaseException:
                 _discard(conn, target, remote)
                 raise
@@ -245,11 +248,28 @@ def _load_package(package_dir: Path, target: DeployTarget) -> _Package:
     if target.run and not target.emulate and contract.BITSTREAM_FILES[0] not in files:
         raise ToolError(f"{package_dir} has no bitstream ({contract.BITSTREAM_FILES[0]}): use --emulate, "
                         "or build it with Vivado", ExitCode.USAGE)
+    if target.run:
+        _check_results_writable(package_dir)
     files[contract.MANIFEST] = sha256_file(package_dir / contract.MANIFEST)
     if contract.NOTEBOOK in files:  # sent as Jupyter last saved it; the board checks that copy
         files[contract.NOTEBOOK] = sha256_file(package_dir / contract.NOTEBOOK)
     size = sum((package_dir / rel).lstat().st_size for rel in files)
     return _Package(package_dir, manifest["build_id"], files, size)
+
+
+def _check_results_writable(package_dir: Path) -> None:
+    """--run fetches y_hw.* into the package: refuse, before the board runs, what would stop that."""
+    try:
+        with tempfile.TemporaryFile(dir=package_dir):
+            pass
+    except OSError as exc:
+        raise ToolError(f"cannot write to {package_dir} ({exc.strerror}): --run fetches y_hw.npy and y_hw.json "
+                        f"into it; make it writable or deploy without --run", ExitCode.USAGE) from None
+    for name in contract.RESULT_FILES:
+        path = package_dir / name
+        if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
+            raise ToolError(f"{path} is not a regular file: --run would replace it with the board's; "
+                            f"move it away first", ExitCode.USAGE)
 
 
 def _resolve(remote_dir: str, home: str, conn: ssh.Connection) -> str:
@@ -274,8 +294,8 @@ def _refuse_protected(path: str, home: str, conn: ssh.Connection, given: str) ->
         why = "is the login's home folder" if path == home else "holds the login's home folder"
     else:
         return
-    raise ToolError(f"--remote-dir {given!r} on {conn.target} resolves to {path}, which {why}: deploy never "
-                    f"replaces it; give a folder of its own, e.g. ~/jupyter_notebooks/iris_on_fpga", NOT_OURS)
+    raise ToolError(f"--remote-dir {given!r} on {conn.target} resolves to {printable(path)}, which {why}: deploy "
+                    f"never replaces it; give a folder of its own, e.g. ~/jupyter_notebooks/iris_on_fpga", NOT_OURS)
 
 
 def _inspect_args(remote: _Remote) -> list[str]:
@@ -283,17 +303,26 @@ def _inspect_args(remote: _Remote) -> list[str]:
             str(contract.MAX_MANIFEST_BYTES)]
 
 
-def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: dict) -> str:
-    """Refuse (exit 8) unless the remote folder is absent or only a package of this tool; return
-    its identity ("absent" or dev:ino) so the swap replaces exactly the folder judged here."""
+@dataclass(frozen=True)
+class _Judged:
+    """The remote folder as judged ours: its identity ("absent" or dev:ino, so that the swap
+    replaces exactly this folder), its entries and its manifest (None when empty or absent)."""
+
+    identity: str
+    entries: list = field(default_factory=list)
+    manifest: dict | None = None
+
+
+def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: dict) -> _Judged:
+    """Refuse (exit 8) unless the remote folder is absent or only a package of this tool."""
     where = f"{conn.target}:{remote.directory}"
     _refuse_protected(found["real"], found["home"], conn, target.remote_dir)
     if found["kind"] == "absent":
-        return "absent"
+        return _Judged("absent")
     advice = "deploy replaces only a package folder it made; choose another --remote-dir or move it away"
     if found["kind"] != "dir":
-        raise ToolError(f"{where} exists and is a {found['kind']}, not a folder: {advice}", NOT_OURS)
-    entries = [tuple(e) for e in found["entries"]]
+        raise ToolError(f"{where} exists and is a {printable(found['kind'])}, not a folder: {advice}", NOT_OURS)
+    entries, manifest = [tuple(e) for e in found["entries"]], None
     if entries:
         if "manifest" not in found:
             raise ToolError(f"{where} holds files but no {contract.MANIFEST} of a package: {advice}", NOT_OURS)
@@ -301,10 +330,10 @@ def _judge(conn: ssh.Connection, target: DeployTarget, remote: _Remote, found: d
                                            NOT_OURS)
         extra = contract.unlisted(entries, manifest)
         if extra:
-            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            shown = printable(", ".join(extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             raise ToolError(f"{where} holds what is not part of a package of this tool ({shown}): {advice}",
                             NOT_OURS)
-    return found["id"]
+    return _Judged(found["id"], entries, manifest)
 
 
 # --- remote side ------------------------------------------------------------------------------
@@ -326,11 +355,32 @@ def _board(conn: ssh.Connection, target: DeployTarget, op: str, *args: str, stdi
         answer = None
     if not isinstance(answer, dict):
         raise ToolError(f"{target.remote_python} on {conn.target} could not {op} (exit {result.status}): "
-                        f"{printable(_last_line(result.output)[:300])}", ExitCode.REMOTE_ENVIRONMENT)
+                        f"{_last_line(result.output)[:300]}", ExitCode.REMOTE_ENVIRONMENT)
     if "error" in answer:
         raise ToolError(f"cannot write to {conn.target}: {printable(str(answer['error']))} (choose another "
                         "--remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
+    for key, (kind, required) in _ANSWERS.get(op, {}).items():
+        if (key in answer and not _typed(answer[key], kind)) or (required and key not in answer):
+            raise ToolError(f"{target.remote_python} on {conn.target} gave a malformed answer to {op} ({key}): "
+                            f"refused", ExitCode.REMOTE_ENVIRONMENT)
     return answer
+
+
+# What each board operation answers (deploy_board.py): key -> (type, required). Lists hold text, or
+# lists of text (inspect's entries).
+_ANSWERS = {
+    "inspect": {"home": (str, True), "real": (str, True), "kind": (str, True), "id": (str, False),
+                "entries": (list, False), "manifest": (str, False)},
+    "begin": {"free": (int, True), "removed": (list, True)},
+    "swap": {"bad": (list, False), "changed": (str, False), "carried": (list, False), "left": (str, False)},
+}
+
+
+def _typed(value, kind: type) -> bool:
+    if not isinstance(value, kind):
+        return False
+    text = lambda x: isinstance(x, str)  # noqa: E731
+    return kind is not list or all(text(x) or (isinstance(x, list) and all(map(text, x))) for x in value)
 
 
 class _Lock:
@@ -354,15 +404,16 @@ class _Lock:
             return self
         self.close()
         if "busy" in answer:
-            raise ToolError(f"another deploy to {where} is running (lock {answer['busy']}) and did not finish "
-                            f"within {self.target.timeout:g} s (--timeout): retry when it is done", NOT_OURS)
+            raise ToolError(f"another deploy to {where} is running (lock {printable(answer['busy'])}) and did not "
+                            f"finish within {self.target.timeout:g} s (--timeout): retry when it is done", NOT_OURS)
         if "in_the_way" in answer:
-            raise ToolError(f"{answer['in_the_way']} on {self.conn.target} is not a lock of this tool: "
+            raise ToolError(f"{printable(answer['in_the_way'])} on {self.conn.target} is not a lock of this tool: "
                             f"deploy never removes it; move it away or choose another --remote-dir", NOT_OURS)
         if "error" in answer:
-            raise ToolError(f"cannot write to {self.conn.target}:{self.remote.parent}: {answer['error']} "
+            raise ToolError(f"cannot write to {self.conn.target}:{self.remote.parent}: {printable(answer['error'])} "
                             f"(choose another --remote-dir)", ExitCode.REMOTE_NOT_WRITABLE)
-        raise ToolError(f"locking {where} failed: {answer.get('output', '')[:300]}", ExitCode.REMOTE_ENVIRONMENT)
+        raise ToolError(f"locking {where} failed: {printable(answer.get('output', ''))[:300]}",
+                        ExitCode.REMOTE_ENVIRONMENT)
 
     def _answer(self, seconds: float) -> dict:
         """The holder's first line (JSON), waiting at most ``seconds``."""
@@ -444,13 +495,13 @@ def _check_remote_python(conn: ssh.Connection, target: DeployTarget, root: _Root
     python = target.remote_python
     result = conn.run(root.wrap(_sh(python, "-c", _ENV_CHECK, *target.modules)), stdin=root.stdin)
     if result.status == 0:
-        log.info("board: %s", result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "python ok")
+        log.info("board: %s", _last_line(result.stdout) or "python ok")
         return
     if result.status in (126, 127):
         raise ToolError(f"{python} not found on the board ({_last_line(result.stderr)}); "
                         f"install it or give --remote-python", ExitCode.REMOTE_ENVIRONMENT)
     if result.status == 1 and "missing:" in result.stderr:
-        missing = result.stderr.split("missing:", 1)[1].strip()
+        missing = printable(result.stderr.split("missing:", 1)[1].strip())
         hint = "" if target.emulate else " (with --emulate pynq is not needed)"
         raise ToolError(f"{python} on the board lacks {missing}{hint}", ExitCode.REMOTE_ENVIRONMENT)
     raise ToolError(f"checking {python} on the board failed (exit {result.status}): "
@@ -461,7 +512,7 @@ def _begin(conn: ssh.Connection, target: DeployTarget, remote: _Remote, package:
     """Make the marked upload folder (removing our own leftovers) and check the free space."""
     answer = _board(conn, target, "begin", remote.parent, remote.name, remote.token)
     for name in answer["removed"]:
-        log.info("removed %s, left by a deploy that broke off", posixpath.join(remote.parent, name))
+        log.info("removed %s, left by a deploy that broke off", printable(posixpath.join(remote.parent, name)))
     if answer["free"] < package.size + DISK_MARGIN_BYTES:
         _discard(conn, target, remote)
         raise ToolError(f"remote disk full: {_human(answer['free'])} free at {conn.target}:{remote.parent}, "
@@ -479,14 +530,14 @@ class _Progress:
         self._current = 0
         self._last_draw = 0.0
 
-    def __call__(self, filename: bytes, size: int, sent: int) -> None:
+    def __call__(self, filename: str, size: int, sent: int) -> None:
         self.done_bytes += sent - self._current
         self._current = sent
         if sent >= size:
             self.done_files += 1
             self._current = 0
             if not self.live:
-                log.info("  uploaded %s (%s) [%d/%d]", filename.decode(errors="replace"), _human(size),
+                log.info("  uploaded %s (%s) [%d/%d]", filename, _human(size),
                          self.done_files, self.count)
         if self.live and (time.monotonic() - self._last_draw > 0.1 or self.done_files == self.count):
             self._last_draw = time.monotonic()
@@ -501,69 +552,84 @@ class _Progress:
             self.stream.flush()
 
 
-def _scp(conn: ssh.Connection, progress=None) -> SCPClient:
-    return SCPClient(conn.transport, socket_timeout=conn.timeout, progress=progress,
-                     sanitize=lambda path: shlex.quote(path.decode()).encode())
-
-
 def _upload(conn: ssh.Connection, package: _Package, remote: _Remote) -> None:
-    """Send exactly the manifest's files in one recursive scp into the marked upload folder.
+    """Send exactly the manifest's files over SFTP into the marked upload folder.
 
-    A local staging tree of links to the listed files (each checked to be a regular file, not a
-    link) lets one scp channel carry every folder without sending anything the manifest does
-    not name.
+    Each file is opened without following a link (the manifest check refused links already) and
+    written under the name the manifest gives it; the board answers with status codes only.
     """
     log.info("uploading %d files (%s) to %s:%s", len(package.files), _human(package.size), conn.target,
              remote.upload)
     progress = _Progress(package.size, len(package.files))
+    rel = ""
     try:
-        with tempfile.TemporaryDirectory(prefix="iris-fpga-upload-") as staging_root:
-            staging = Path(staging_root)
-            for rel in package.files:
-                link = staging / rel
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(package.directory.absolute() / rel)
-            for folder in [p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink()]:
-                folder.chmod(0o755)
-            with _scp(conn, progress) as scp:
-                scp.put(sorted(str(p) for p in staging.iterdir()), remote_path=remote.upload, recursive=True)
-    except SCPException as exc:
-        message = str(exc).strip()
-        if "No space left" in message or "Disk quota" in message:
-            raise ToolError(f"remote disk full while uploading to {conn.target}: {message}",
-                            ExitCode.REMOTE_NOT_WRITABLE) from exc
-        if "Permission denied" in message or "Read-only" in message:
-            raise ToolError(f"cannot write to {conn.target}:{remote.upload}: {message}",
-                            ExitCode.REMOTE_NOT_WRITABLE) from exc
-        raise ToolError(f"upload to {conn.target} failed: {message}; the board's previous package is untouched",
-                        ExitCode.SSH_UNREACHABLE) from exc
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise ToolError(f"upload to {conn.target} broke off: {exc or type(exc).__name__}; "
-                        f"the board's previous package is untouched", ExitCode.SSH_UNREACHABLE) from exc
+        with BoardSftp(conn) as sftp:
+            made = {remote.upload}
+            for rel in sorted(package.files):
+                for parent in reversed(PurePosixPath(rel).parents[:-1]):
+                    folder = posixpath.join(remote.upload, parent.as_posix())
+                    if folder not in made:
+                        sftp.client.mkdir(folder, 0o755)
+                        made.add(folder)
+                sftp.send(package.directory / rel, posixpath.join(remote.upload, rel), rel, progress)
+    except PermissionError as exc:
+        raise ToolError(f"cannot write {rel} to {conn.target}:{remote.upload}: {printable(exc.strerror or exc)}",
+                        ExitCode.REMOTE_NOT_WRITABLE) from None
+    except (paramiko.SSHException, paramiko.SFTPError, OSError, EOFError) as exc:
+        transport = conn.transport
+        if type(exc) is OSError and exc.errno is None and transport and transport.is_active():
+            # an SFTP failure status (paramiko gives it no errno): OpenSSH answers a full disk so
+            raise ToolError(f"the board refused {rel} ({printable(exc)}): remote disk full? The board's "
+                            f"previous package is untouched", ExitCode.REMOTE_NOT_WRITABLE) from None
+        raise ToolError(f"upload to {conn.target} broke off at {rel}: {printable(exc) or type(exc).__name__}; "
+                        f"the board's previous package is untouched", ExitCode.SSH_UNREACHABLE) from None
     finally:
         progress.finish()
 
 
 def _verify_and_swap(conn: ssh.Connection, target: DeployTarget, package: _Package, remote: _Remote,
-                     identity: str) -> None:
+                     judged: _Judged) -> None:
     """On the board: check the upload against the manifest's sha256 sums, then swap it in.
 
-    Only the folder judged ours (same ``identity``) is renamed aside and removed; until the
-    upload's rename the old folder is the board's package, and it is put back if that fails.
+    Only the folder judged ours (same identity) is replaced. What a run or a user left in it is
+    carried into the new package (``_swap_plan``); if anything else appears in it meanwhile, it
+    goes back untouched (exit 8), and it is never removed recursively.
     """
-    sums = "".join(f"{digest}  {rel}\n" for rel, digest in package.files.items()).encode()
-    answer = _board(conn, target, "swap", remote.directory, remote.upload, remote.old, identity, stdin=sums)
+    plan = _swap_plan(package, judged)
+    answer = _board(conn, target, "swap", remote.directory, remote.upload, remote.old, judged.identity,
+                    stdin=json.dumps(plan).encode())
     where = f"{conn.target}:{remote.directory}"
     if "bad" in answer:
-        shown = ", ".join(answer["bad"][:5])
+        shown = printable(", ".join(map(str, answer["bad"][:5])))
         raise ToolError(f"the copy on {conn.target} does not match manifest.json ({shown}): remote disk full or "
                         f"failing? The board's previous package is untouched", ExitCode.REMOTE_NOT_WRITABLE)
     if "changed" in answer:
-        raise ToolError(f"{where} changed while deploying (not by a deploy): left as it is; retry", NOT_OURS)
-    if "left" in answer:
-        log.warning("the previous package was replaced but %s:%s could not be removed (%s): remove it by hand",
-                    conn.target, remote.old, answer["left"])
+        raise ToolError(f"{where} changed while deploying ({printable(answer['changed'])}): left as it was; "
+                        f"retry when nothing writes into it", NOT_OURS)
     log.info("checked %d sha256 sums on the board and moved the upload into place", len(package.files))
+    carried = [printable(name) for name in answer.get("carried", [])]
+    if carried:
+        log.info("kept from the board's previous package (build %s): %s",
+                 printable(plan["old_id"]), ", ".join(carried))
+    if "left" in answer:
+        log.warning("something appeared in the replaced package while it was removed (%s): kept as %s:%s; "
+                    "look inside, then remove it", printable(answer["left"]), conn.target, remote.old)
+
+
+def _swap_plan(package: _Package, judged: _Judged) -> dict:
+    """What the board's swap needs: the sums to check, the entries judged ours, and what to carry
+    over as the local package step does (``packaging``): previous/ and .ipynb_checkpoints/, results
+    of the same build in place, of another build and an edited notebook into previous/<its id>/."""
+    manifest = judged.manifest or {}
+    plan = {"sums": package.files, "judged": judged.entries, "extra_dirs": list(contract.EXTRA_DIRS),
+            "keep_dirs": list(packaging.KEPT_DIRS), "results": list(contract.RESULT_FILES),
+            "notebook": contract.NOTEBOOK, "notebook_sha": manifest.get("files", {}).get(contract.NOTEBOOK),
+            "previous": contract.PREVIOUS, "old_id": packaging.aside_name(manifest.get("build_id")),
+            "new_id": package.build_id}
+    for point in ("board-copied", "board-removing"):
+        if testpause.requested(point):
+            plan["pause"] = {"point": point, "file": testpause.requested(point)}
+    return plan
 
 
 def _discard(conn: ssh.Connection, target: DeployTarget, remote: _Remote) -> None:
@@ -613,32 +679,27 @@ def _run_on_target(conn: ssh.Connection, target: DeployTarget, remote: _Remote, 
 
 
 def _fetch_results(conn: ssh.Connection, remote: _Remote, package: _Package) -> None:
-    """Bring y_hw.npy and y_hw.json back; install them only if they belong to this build."""
-    with tempfile.TemporaryDirectory(dir=package.directory, prefix=".fetch-") as tmp:
-        name = contract.RESULT_FILES[0]
-        try:
-            with _scp(conn) as scp:
-                for name in contract.RESULT_FILES:
-                    scp.get(posixpath.join(remote.directory, name), local_path=str(Path(tmp) / name))
-        except SCPException as exc:
-            raise ToolError(f"on_target.py reported success but {conn.target} has no {name}: {str(exc).strip()}",
-                            ExitCode.BOARD) from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ToolError(f"fetching {name} from {conn.target} broke off: {exc}", ExitCode.SSH_UNREACHABLE) from exc
-        # Bounded and checked before use: what comes back from a board is untrusted.
-        array, record_file = (Path(tmp) / name for name in contract.RESULT_FILES)
-        record = load_json(record_file)
-        remote_build = record.get("build_id") if isinstance(record, dict) else None
-        if not isinstance(remote_build, str):
-            raise ToolError(f"y_hw.json from {conn.target} is not a record of on_target.py (no build_id text)",
-                            ExitCode.USAGE)
-        load_npy(array)
-        if remote_build != package.build_id:
-            raise ToolError(f"y_hw.json on {conn.target} is from build {printable(remote_build)}, the package is "
-                            f"build {package.build_id}: not fetched", ExitCode.CHECK_FAILED)
-        # The array first, its record last: a record in package/ always has its data beside it.
-        for name in contract.RESULT_FILES:
-            atomic_write_bytes(package.directory / name, (Path(tmp) / name).read_bytes())
+    """Bring y_hw.npy and y_hw.json back; install them only if they belong to this build.
+
+    The board names no local path: each file is read over SFTP into memory (a regular file, not a
+    link, at most the bounded readers' cap, however much the board sends), parsed with those
+    readers, and only then written under its fixed name into the package, atomically.
+    """
+    with BoardSftp(conn) as sftp:
+        fetched = {name: sftp.read(posixpath.join(remote.directory, name), cap)
+                   for name, cap in zip(contract.RESULT_FILES, (MAX_NPY_BYTES, MAX_JSON_BYTES))}
+    array, record_name = contract.RESULT_FILES
+    record = parse_json(fetched[record_name], record_name)
+    remote_build = record.get("build_id") if isinstance(record, dict) else None
+    if not isinstance(remote_build, str):
+        raise ToolError(f"y_hw.json from {conn.target} is not a record of on_target.py (no build_id text)",
+                        ExitCode.USAGE)
+    parse_npy(fetched[array], array)
+    if remote_build != package.build_id:
+        raise ToolError(f"y_hw.json on {conn.target} is from build {printable(remote_build)}, the package is "
+                        f"build {package.build_id}: not fetched", ExitCode.CHECK_FAILED)
+    for name in contract.RESULT_FILES:  # the array first, its record last: a record always has its data
+        atomic_write_bytes(package.directory / name, fetched[name])
     log.info("fetched y_hw.npy and y_hw.json (build %s, mode %s) into %s", remote_build,
              printable(str(record.get("mode", "?"))), package.directory)
 
@@ -646,12 +707,13 @@ def _fetch_results(conn: ssh.Connection, remote: _Remote, package: _Package) -> 
 # --- helpers ----------------------------------------------------------------------------------
 
 def _last_line(text: str) -> str:
+    """The board's last non-empty line, escaped (``printable``)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return printable(lines[-1]) if lines else ""
 
 
 def _log_tail(output: str) -> None:
-    lines = output.rstrip().splitlines()[-TAIL_LINES:]
+    lines = [printable(line) for line in output.rstrip().split("\n")[-TAIL_LINES:]]
     if lines:
         log.error("last %d lines of on_target.py output:\n%s", len(lines), "\n".join(f"  | {l}" for l in lines))
 

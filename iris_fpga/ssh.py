@@ -23,6 +23,7 @@ from typing import TextIO
 import paramiko
 
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import printable
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,22 @@ class Connection:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def open_sftp(self) -> paramiko.SFTPClient:
+        """An SFTP session (the board's ``sftp-server``) whose every read waits at most ``timeout``."""
+        transport = self.transport
+        if transport is None or not transport.is_active():
+            raise ToolError(f"the SSH connection to {self.target} was lost", ExitCode.SSH_UNREACHABLE)
+        try:
+            sftp = paramiko.SFTPClient.from_transport(transport)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if not transport.is_active():
+                raise ToolError(f"the SSH connection to {self.target} was lost", ExitCode.SSH_UNREACHABLE) from exc
+            raise ToolError(f"{self.target} offers no working SFTP ({printable(exc) or type(exc).__name__}): "
+                            f"deploy fetches results with it (OpenSSH's sftp-server)",
+                            ExitCode.REMOTE_ENVIRONMENT) from exc
+        sftp.get_channel().settimeout(self.timeout)
+        return sftp
+
     def start(self, command: str, *, timeout: float | None = None) -> paramiko.Channel:
         """Start ``command`` (an already quoted shell string) on a new channel and return it open."""
         transport = self.transport
@@ -205,7 +222,11 @@ class Connection:
 
 
 class _Collector:
-    """Decodes a byte stream incrementally, optionally echoing it and keeping only a tail."""
+    """Decodes a byte stream incrementally, optionally echoing it and keeping only a tail.
+
+    The echo is escaped with ``printable`` line by line (newlines kept): what a board prints can
+    neither move the cursor, clear the screen nor recolour a line of its own.
+    """
 
     def __init__(self, echo: TextIO | None, keep: int | None):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -219,7 +240,7 @@ class _Collector:
             return
         text = self._decoder.decode(data)
         if self._echo is not None:
-            self._echo.write(text)
+            self._echo.write("\n".join(map(printable, text.split("\n"))))
             self._echo.flush()
         self._chunks.append(text)
         self._size += len(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,6 +49,31 @@ def built(tmp_path_factory) -> Build:
     return Build(root, root / "hls4ml_prj_pynq", root / "package", result.stdout)
 
 
+# The tests' small network: 16-8-3, 4-bit weights, 3-bit ReLUs (fast to build, and it no longer classifies well).
+SMALL_ARGS = ("--hidden", "16,8", "--weight-bits", "4", "--activation-bits", "3")
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory) -> Build:
+    """The small network with --rtl, up to the package: built once for every test that needs it."""
+    root = tmp_path_factory.mktemp("small")
+    result = run_buildmodel(*SMALL_ARGS, "--rtl", "--to", "package", cwd=root, env={"PATH": _path_without_vivado()})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return Build(root, root / "hls4ml_prj_pynq", root / "package", result.stdout)
+
+
+@pytest.fixture(scope="session")
+def small_rtl_build(small_build: Build, tmp_path_factory) -> Build:
+    """The small network with --accelerator rtl: a copy of ``small_build`` whose steps up to rtl are
+    reused (their keys do not hold the accelerator), then the ip, emulator and package steps run."""
+    root = tmp_path_factory.mktemp("small-rtl") / "build"
+    shutil.copytree(small_build.root, root, symlinks=True)
+    result = run_buildmodel(*SMALL_ARGS, "--accelerator", "rtl", "--to", "package", cwd=root,
+                            env={"PATH": _path_without_vivado()}, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return Build(root, root / "hls4ml_prj_pynq", root / "package", result.stdout)
+
+
 def _path_without_vivado() -> str:
     return os.pathsep.join(
         p for p in os.environ.get("PATH", "").split(os.pathsep)
@@ -63,11 +89,12 @@ def _path_without_vivado() -> str:
 FIXTURE_MARKERS = {
     "built": ("slow",),  # the session's default build: training, hls4ml, g++
     "source": ("slow",),  # test_on_target's way to the session's build (through getfixturevalue)
-    "small": ("slow", "verilator"),  # test_network's 16-8-3 build with --rtl
-    "rtl_build": ("slow", "verilator"),  # test_ip_emulation's 16-8-3 build with --accelerator rtl
+    "small_build": ("slow", "verilator"),  # the 16-8-3 build with --rtl
+    "small_rtl_build": ("slow", "verilator"),  # the same with --accelerator rtl
     "dataset_build": ("slow", "verilator"),  # test_datasets_on_chip's wine and CSV builds with --accelerator rtl
     "csim_build": ("slow",),  # test_datasets_on_chip's breast cancer and digits builds, --to csim
     "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1
+    "hostile": ("slow", "sshd"),  # test_hostile_board: a hostile board behind a real sshd
     "scheduler": ("slow", "dask"),  # a real `dask scheduler` and two workers
     "chromium": ("slow", "chromium"),  # headless Chromium renders the validation page
 }

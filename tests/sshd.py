@@ -71,8 +71,11 @@ def _free_port() -> int:
 class SshServer:
     host = "127.0.0.1"
 
-    def __init__(self, folder: Path, user: str | None = None):
+    def __init__(self, folder: Path, user: str | None = None, force_command: str | None = None):
+        """``force_command``: sshd's ForceCommand, run for every request (the original one is in
+        $SSH_ORIGINAL_COMMAND), e.g. a hostile board."""
         self.folder = Path(folder)
+        self.force_command = force_command
         self.folder.mkdir(parents=True, exist_ok=True)
         self.user = user or getpass.getuser()
         self.host_key = self.folder / "ssh_host_ed25519_key"
@@ -117,6 +120,8 @@ class SshServer:
         ]
         if SFTP_SERVER.exists():
             lines.append(f"Subsystem sftp {SFTP_SERVER}")
+        if self.force_command:
+            lines.append(f"ForceCommand {self.force_command}")
         config.write_text("\n".join(lines) + "\n")
         return config
 

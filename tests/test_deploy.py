@@ -45,6 +45,8 @@ cfg = json.loads(Path("standin.json").read_text())
 build = json.loads(Path("manifest.json").read_text())["build_id"]
 for i in range(cfg.get("lines", 3)):
     print(f"stand-in line {i}", flush=True)
+if cfg.get("print"):  # a hostile board's output
+    print(cfg["print"], flush=True)
 print("stand-in argv", sys.argv[1:], file=sys.stderr, flush=True)
 if cfg.get("sleep"):
     os.makedirs("__pycache__", exist_ok=True)  # an allowed extra: the next deploy may replace it
@@ -295,18 +297,58 @@ def _board_holds_build_a(built, login, known_hosts, tmp_path, remote) -> Path:
     return make_package(built, tmp_path / "b" / "package", BUILD_B)
 
 
-def test_redeploy_replaces_our_package_with_its_allowed_extras(built, login, board, known_hosts, tmp_path):
+LEFT_ON_THE_BOARD = ("y_hw.npy", "y_hw.json", "on_target.ipynb", "__pycache__/on_target.cpython-311.pyc",
+                     "previous/0123/y_hw.json", ".ipynb_checkpoints/on_target-checkpoint.ipynb")
+
+
+def _leave_on_the_board(login, remote: Path, text: str = "left on the board by a run or by Jupyter") -> None:
+    for rel in LEFT_ON_THE_BOARD:
+        (remote / rel).parent.mkdir(parents=True, exist_ok=True)
+        (remote / rel).write_text(text)
+    login.chown(remote)
+
+
+def test_redeploy_keeps_what_the_board_holds(built, login, board, known_hosts, tmp_path):
+    """Results never fetched and the edited notebook of build A go to previous/A/; previous/ and
+    .ipynb_checkpoints/ stay; only __pycache__ (Python makes it again) goes; the output says so."""
     remote = board / "iris_on_fpga"
     second = _board_holds_build_a(built, login, known_hosts, tmp_path, remote)
-    for rel in ("y_hw.npy", "y_hw.json", "on_target.ipynb", "__pycache__/on_target.cpython-311.pyc",
-                "previous/0123/y_hw.json", ".ipynb_checkpoints/on_target-checkpoint.ipynb"):
-        (remote / rel).parent.mkdir(parents=True, exist_ok=True)
-        (remote / rel).write_text("left on the board by a run or by Jupyter")
-    login.chown(remote)
+    _leave_on_the_board(login, remote)
     result = run_deploy(second, base_args(login, known_hosts, remote))
     assert result.returncode == 0, result.stderr
-    assert remote_state(remote) == expected_state(second)
+    kept = {rel: sha256_file(remote / rel) for rel in (
+        f"previous/{BUILD_A}/y_hw.npy", f"previous/{BUILD_A}/y_hw.json", f"previous/{BUILD_A}/on_target.ipynb",
+        "previous/0123/y_hw.json", ".ipynb_checkpoints/on_target-checkpoint.ipynb")}
+    assert remote_state(remote) == {**expected_state(second), **kept}
+    assert {(remote / rel).read_text() for rel in kept} == {"left on the board by a run or by Jupyter"}
+    assert f"kept from the board's previous package (build {BUILD_A})" in result.stdout
+    assert f"previous/{BUILD_A}/y_hw.npy" in result.stdout and ".ipynb_checkpoints/" in result.stdout
     assert leftovers(remote) == []
+
+
+def test_redeploy_of_the_same_build_keeps_its_results_in_place(login, board, package, known_hosts):
+    remote = board / "pkg"
+    assert run_deploy(package, base_args(login, known_hosts, remote)).returncode == 0
+    _leave_on_the_board(login, remote, "results of this very build")
+    result = run_deploy(package, base_args(login, known_hosts, remote))
+    assert result.returncode == 0, result.stderr
+    assert (remote / "y_hw.npy").read_text() == (remote / "y_hw.json").read_text() == "results of this very build"
+    assert (remote / "previous" / BUILD_A / "on_target.ipynb").read_text() == "results of this very build"
+    assert not (remote / "__pycache__").exists() and leftovers(remote) == []
+
+
+def test_a_second_move_into_previous_never_overwrites_the_first(built, login, board, known_hosts, tmp_path):
+    remote = board / "pkg"
+    second = _board_holds_build_a(built, login, known_hosts, tmp_path, remote)
+    first = tmp_path / "a" / "package"
+    for round, package in enumerate((second, first, second), 1):
+        if package is second:  # results of build A, never fetched
+            (remote / "y_hw.npy").write_text(f"round {round}")
+            login.chown(remote)
+        result = run_deploy(package, base_args(login, known_hosts, remote))
+        assert result.returncode == 0, result.stderr
+    assert (remote / "previous" / BUILD_A / "y_hw.npy").read_text() == "round 1"
+    assert (remote / "previous" / f"{BUILD_A}-2" / "y_hw.npy").read_text() == "round 3"
 
 
 def test_home_relative_and_tilde_remote_dirs_are_under_the_login_home(login, board, package, known_hosts):
@@ -470,7 +512,68 @@ def test_a_deploy_waits_for_the_one_running_or_is_refused(built, login, board, k
     assert first.wait(timeout=60) == 0, first.communicate()
     assert json.loads((slow / "y_hw.json").read_text())["build_id"] == BUILD_A  # the first run was whole
     assert waited.returncode == 0, waited.stderr
-    assert remote_state(remote) == expected_state(other)
+    fetched = {f"previous/{BUILD_A}/{name}": sha256_file(slow / name) for name in ("y_hw.npy", "y_hw.json")}
+    assert remote_state(remote) == {**expected_state(other), **fetched}  # the first run's results, kept
+    assert leftovers(remote) == []
+
+
+# --- races on the board: nothing lost ----------------------------------------------------------------
+
+def _paused_deploy(package: Path, args: list[str], point: str, pause: Path):
+    """A deploy stopped at the board's pause ``point`` (iris_fpga/testpause.py): it has made ``pause``."""
+    process = run_deploy(package, args, wait=False, env={"IRIS_FPGA_TEST_PAUSE": f"{point}:{pause}"})
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.parametrize("point", ["board-copied", "board-removing"])
+def test_a_file_written_during_the_swap_is_never_lost(built, login, board, known_hosts, tmp_path, point):
+    """After the carry-over copy the old package goes back whole; during its removal, it is kept."""
+    remote = board / "pkg"
+    second = _board_holds_build_a(built, login, known_hosts, tmp_path, remote)
+    before = remote_state(remote)
+    pause = board / ".pause"
+    process = _paused_deploy(second, base_args(login, known_hosts, remote), point, pause)
+    old, = board.glob(".pkg.old-*")
+    (old / "written meanwhile.txt").write_text("a board process's file")
+    os.lchown(old / "written meanwhile.txt", *login.ids)
+    pause.unlink()
+    code, (out, err) = process.wait(timeout=60), process.communicate()
+    if point == "board-copied":
+        assert code == ExitCode.REMOTE_NOT_WRITABLE, err
+        assert "written meanwhile.txt appeared" in err.strip().splitlines()[-1]
+        written = sha256_file(remote / "written meanwhile.txt")
+        assert remote_state(remote) == {**before, "written meanwhile.txt": written}
+        assert leftovers(remote) == []
+    else:
+        assert code == 0, err
+        assert remote_state(remote) == expected_state(second)
+        assert leftovers(remote) == [old.name] and sorted(os.listdir(old)) == ["written meanwhile.txt"]
+        assert f"kept as {login.name}@" in out and old.name in out
+
+
+@pytest.mark.parametrize("name, code", [("log.txt", ExitCode.REMOTE_NOT_WRITABLE), ("y_hw.npy", 0)])
+def test_a_file_written_into_the_board_package_during_the_upload_is_never_lost(built, login, board, known_hosts,
+                                                                                tmp_path, monkeypatch, name, code):
+    """A stranger appearing meanwhile keeps the old package in place; a run's result is carried."""
+    remote = board / "pkg"
+    second = _board_holds_build_a(built, login, known_hosts, tmp_path, remote)
+    before = remote_state(remote)
+    real_upload = deploy_module._upload
+
+    def upload_while_the_board_writes(conn, package, remote_paths):
+        real_upload(conn, package, remote_paths)
+        (remote / name).write_text("written on the board during the upload")
+        os.lchown(remote / name, *login.ids)
+
+    monkeypatch.setattr(deploy_module, "_upload", upload_while_the_board_writes)
+    assert deploy_in_process(monkeypatch, second, base_args(login, known_hosts, remote)) == code
+    written = sha256_file(remote / (name if code else f"previous/{BUILD_A}/{name}"))
+    assert remote_state(remote) == ({**before, name: written} if code else
+                                    {**expected_state(second), f"previous/{BUILD_A}/{name}": written})
     assert leftovers(remote) == []
 
 
@@ -481,24 +584,27 @@ def test_connection_lost_midway_leaves_previous_package(built, login, board, kno
     second = _board_holds_build_a(built, login, known_hosts, tmp_path, remote)
     before = remote_state(remote)
 
-    real_scp = deploy_module._scp
-    broken = []
+    real_connect, real_progress = deploy_module.ssh.connect, deploy_module._Progress.__call__
+    connections, broken = [], []
 
-    def scp_that_loses_the_connection(conn, progress=None):
-        def after_two_files(filename, size, sent):
-            progress(filename, size, sent)
-            if progress.done_files >= 2 and not broken:
-                broken.append(filename)
-                conn.transport.close()  # the network goes away in the middle of the copy
-        return real_scp(conn, after_two_files if progress else None)
+    def connect_and_keep(*args, **kwargs):
+        connections.append(real_connect(*args, **kwargs))
+        return connections[-1]
 
-    monkeypatch.setattr(deploy_module, "_scp", scp_that_loses_the_connection)
+    def after_two_files(progress, filename, size, sent):
+        real_progress(progress, filename, size, sent)
+        if progress.done_files >= 2 and not broken:
+            broken.append(filename)
+            connections[-1].transport.close()  # the network goes away in the middle of the copy
+
+    monkeypatch.setattr(deploy_module.ssh, "connect", connect_and_keep)
+    monkeypatch.setattr(deploy_module._Progress, "__call__", after_two_files)
     code = deploy_in_process(monkeypatch, second, base_args(login, known_hosts, remote))
     assert broken and code == ExitCode.SSH_UNREACHABLE
     assert remote_state(remote) == before  # build A, untouched
     assert any(".upload-" in name for name in leftovers(remote))  # the half copy, aside
 
-    monkeypatch.setattr(deploy_module, "_scp", real_scp)
+    monkeypatch.undo()
     result = run_deploy(second, base_args(login, known_hosts, remote))  # the lock died with the connection
     assert result.returncode == 0, result.stderr
     assert remote_state(remote) == expected_state(second)
@@ -514,7 +620,7 @@ def test_upload_failing_its_checksum_leaves_previous_package(built, login, board
 
     def upload_then_damage(conn, package, remote_paths):
         real_upload(conn, package, remote_paths)
-        # one byte short on the board, as after a full disk that scp did not notice
+        # one byte short on the board, as after a full disk that the copy did not notice
         damaged = Path(remote_paths.upload) / "X_test.npy"
         damaged.write_bytes(damaged.read_bytes()[:-1])
 
@@ -762,6 +868,20 @@ def test_buildmodel_deploys_a_package_built_elsewhere_runs_fetches_and_validates
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr
     assert json.loads(report.stdout)["exit_code"] == 0
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_what_the_board_prints_is_escaped(built, login, board, known_hosts, tmp_path, code):
+    """A board cannot clear the screen, recolour a line or forge one: its output and the tail shown
+    after a failure pass through ``printable``, one board line per line."""
+    forged = "\x1b[2J\x1b[H\x1b[1;32mPASS\x1b[0m all checks\rerror: none\x07\x9b31m"
+    package = make_package(built, tmp_path / "package", standin={"print": forged, "lines": 1, "exit": code})
+    result = run_deploy(package, _run_args(login, known_hosts, board / "pkg"))
+    assert result.returncode == code, result.stderr
+    shown = result.stdout + result.stderr
+    assert not any(c in shown for c in "\x1b\r\x07\x9b")
+    assert "\\x1b[2J\\x1b[H\\x1b[1;32mPASS\\x1b[0m all checks\\rerror: none\\x07\\x9b31m" in result.stdout
+    assert "stand-in line 0\n" in result.stdout
 
 
 # --- options --------------------------------------------------------------------------------------

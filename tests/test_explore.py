@@ -1,10 +1,14 @@
-"""The design-space explorer (issue 20): a real sweep through a real Dask scheduler and workers.
+"""The design-space explorer (issues 20, 30): a real sweep through a real Dask scheduler and workers.
 
 A `dask scheduler` and two `dask worker` processes start from the repository root; a two-point
-space (the README's 16-16-3 4/4-bit network at 75% and 50% sparsity; the second point's run folder
-is blocked by a file, so its run fails) runs through them; results.json must show the external
-workers ran every run, the failed point reported and skipped, the front measured by yosys; a
-second run recomputes nothing that succeeded. Bad space files are one line and exit 2 before any work.
+space runs through them at two folds: an 8-unit network at 25% sparsity (it learns), and the same
+at 99% sparsity, whose one weight left per layer cannot tell three classes apart (at most two
+thirds of a fold right: it can never reach --min-cv). That second point's fold-2 folder is blocked
+by a file, so its run fails. results.json must show the external workers ran every run, the failed
+point reported and skipped, the qualifying front measured by yosys (datapath and whole IP), the
+winner chosen on CV and the whole IP, then built once on all the training samples and scored on the
+test set; a second run recomputes nothing that succeeded; with the blocker gone, the hopeless point
+alone has no winner: exit 1. Bad space files are one line and exit 2 before any work.
 """
 from __future__ import annotations
 
@@ -25,8 +29,9 @@ from conftest import PYTHON, REPO
 
 DASK = Path(PYTHON).parent / "dask"
 WORKERS = ("ext-worker-a", "ext-worker-b")
-SPACE = {"--hidden": ["16,16"], "--weight-bits": [4], "--activation-bits": [4], "--sparsity": [0.75, 0.5]}
-BLOCKED = 0.5  # this point's run folder is a file: its run fails
+SPACE = {"--hidden": ["8"], "--weight-bits": [4], "--activation-bits": [4], "--sparsity": [0.25, 0.99]}
+HOPELESS = 0.99  # this point cannot learn; its fold-2 folder is a file in the first sweep: that run fails
+MIN_CV = "0.5"  # the learning point reaches it on every fold; the hopeless one never does
 
 
 def explore(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -80,80 +85,129 @@ def swept(scheduler, tmp_path_factory):
     out = root / "out"
     from iris_fpga.explore.space import expand
 
-    blocked = next(p for p in expand(SPACE) if p.settings["--sparsity"] == BLOCKED)
+    hopeless = next(p for p in expand(SPACE) if p.settings["--sparsity"] == HOPELESS)
     (out / "runs").mkdir(parents=True)
-    (out / "runs" / f"{blocked.id}-seed0").write_text("in the way\n")
-    result = explore("--space", str(space), "--seeds", "1", "--out", str(out), "--scheduler", scheduler)
-    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
+    (out / "runs" / f"{hopeless.id}-fold2").write_text("in the way\n")
+    result = explore("--space", str(space), "--folds", "2", "--min-cv", MIN_CV, "--out", str(out),
+                     "--scheduler", scheduler, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return space, out, result, json.loads((out / "results.json").read_text())
 
 
 def by_sparsity(results: dict, sparsity: float) -> dict:
-    return next(p for p in results["points"] if p["settings"]["--sparsity"] == sparsity)
+    return next(p for p in results["points"] + results.get("other_points", [])
+                if p["settings"]["--sparsity"] == sparsity)
+
+
+def state_of(run: dict) -> dict:
+    return json.loads((Path(run["output_dir"]) / "pipeline" / "state.json").read_text())
 
 
 def test_the_external_workers_ran_every_run(swept):
     _, _, _, results = swept
     runs = [run for p in results["points"] for run in p["runs"].values()]
-    rtl_runs = [run["rtl"] for run in runs if "rtl" in run]
-    assert len(runs) == 2 and len(rtl_runs) == 1, runs
-    for run in runs + rtl_runs:
+    measured = [run["rtl"] for run in runs if "rtl" in run]
+    final = by_sparsity(results, 0.25)["final"]
+    assert len(runs) == 4 and len(measured) == 2, runs
+    for run in runs + measured + [final]:
         assert run["worker"] in WORKERS, run  # a local cluster's workers are named 0, 1, ...
         assert run["worker_address"].startswith("tcp://127.0.0.1:")
 
 
 def test_a_failing_point_is_reported_and_skipped(swept):
     _, _, result, results = swept
-    failed = by_sparsity(results, BLOCKED)
-    assert failed["status"] == "failed" and failed["pareto"] is False and failed["lut"] is None
-    assert "is a file: choose a folder" in failed["errors"][0], failed["errors"]  # BuildModel's own refusal
-    assert "failed point --hidden 16,16 --weight-bits 4 --activation-bits 4 --sparsity 0.5" in result.stderr
+    failed = by_sparsity(results, HOPELESS)
+    assert failed["status"] == "failed" and failed["pareto"] is False and failed["cv_min"] is None
+    assert "fold2: " in failed["errors"][0] and "is a file: choose a folder" in failed["errors"][0], failed["errors"]
+    assert "failed point --hidden 8 --weight-bits 4 --activation-bits 4 --sparsity 0.99" in result.stderr
 
 
-def test_the_front_is_measured_by_yosys_and_the_winner_rebuilds_from_its_command(swept):
+def test_each_fold_is_a_build_scored_on_its_own_held_out_fold(swept):
+    _, _, result, results = swept
+    good = by_sparsity(results, 0.25)
+    for fold in (1, 2):
+        run = good["runs"][f"fold{fold}"]
+        state = state_of(run)
+        assert state["csim"]["result"]["cv"] == {"fold": fold, "folds": 2, "accuracy": run["csim"]}
+        assert state["data"]["result"]["n_test"] == 60  # half of the 120 training samples, never the 30
+        assert f"--seed {fold - 1} --cv-fold {fold}/2 " in run["command"] and run["command"] in result.stdout
+    folds = [good["runs"][name]["csim"] for name in ("fold1", "fold2")]
+    assert good["cv_accuracy"] == pytest.approx(sum(folds) / 2) and good["cv_min"] == min(folds)
+
+
+def test_the_rule_chooses_on_cv_and_the_whole_ip_and_scores_the_test_set_once(swept):
     _, out, result, results = swept
-    good = by_sparsity(results, 0.75)
-    assert good["pareto"] is True and good["estimated_by"] == "yosys"
-    run = good["runs"]["0"]
-    state = json.loads((Path(run["output_dir"]) / "pipeline" / "state.json").read_text())
-    report = state["rtl"]["result"]["report"]
-    assert good["lut"] == run["rtl"]["yosys"]["LUT"] == report["resources"]["LUT"] > 0
-    assert good["latency_cycles"] == report["latency_cycles"]
-    assert run["rtl"]["yosys"]["bit_exact"]["test"] == {"matched": 30, "total": 30}
-    # the quick estimate is the figure the rtl step itself records as da4ml's
-    assert {k: run["da4ml"][k] for k in ("LUT", "FF")} == report["da4ml_estimate"]
-    for key in ("keras", "csim", "val_accuracy"):
-        assert 0 <= run[key] <= 1
-    assert round(run["csim"] * 30, 6) == round(run["csim"] * 30)  # a count of the 30 test samples
-    assert "python BuildModel.py --hidden 16,16" in result.stdout  # every run's command is printed
-    assert "--hidden 16,16" in (out / "pareto.md").read_text()
-    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    good = by_sparsity(results, 0.25)
+    assert good["pareto"] is True and good["estimated_by"] == "yosys" and good["cv_min"] >= float(MIN_CV)
+    figures = []
+    for name in ("fold1", "fold2"):
+        run, state = good["runs"][name], state_of(good["runs"][name])
+        assert run["rtl"]["yosys"]["LUT"] == state["rtl"]["result"]["report"]["resources"]["LUT"] > 0
+        assert run["rtl"]["ip"]["LUT"] == state["ip"]["result"]["ip"]["resources"]["LUT"] > run["rtl"]["yosys"]["LUT"]
+        assert run["rtl"]["yosys"]["bit_exact"]["test"] == {"matched": 60, "total": 60}  # the fold's samples
+        figures.append(run["rtl"])
+    assert good["ip_lut"] == max(f["ip"]["LUT"] for f in figures) and good["lut"] == max(f["yosys"]["LUT"]
+                                                                                         for f in figures)
     winner = results["winner"]
-    assert (result.returncode == 0) == (winner is not None) == (run["csim"] >= 29 / 30 - 1e-9)
-    if winner:
-        assert winner["command"] == ("python BuildModel.py --hidden 16,16 --weight-bits 4 --activation-bits 4 "
-                                     "--sparsity 0.75 --seed 0 --rtl")
-        assert (out / "winner.txt").read_text().strip() == winner["command"]
-        assert winner["command"] in result.stdout and winner["lut"] == good["lut"]
+    assert winner["id"] == good["id"] and winner["cv_min"] == good["cv_min"] and winner["cv_ip_lut"] == good["ip_lut"]
+    # then, once: all 120 training samples, seed 0, the 30 test samples
+    final = good["final"]
+    state = state_of(final)
+    assert "cv" not in state["csim"]["result"] and state["data"]["result"] == {"n_train": 120, "n_test": 30}
+    assert "--cv-fold" not in final["command"] and "--seed 0 --accelerator rtl " in final["command"]
+    assert winner["test_accuracy"] == final["csim"] == state["csim"]["result"]["accuracy"]["csim"]
+    assert round(winner["test_accuracy"] * 30, 6) == round(winner["test_accuracy"] * 30)
+    assert winner["ip_lut"] == state["ip"]["result"]["ip"]["resources"]["LUT"]
+    assert winner["lut"] == state["rtl"]["result"]["report"]["resources"]["LUT"]
+    assert winner["command"] == ("python BuildModel.py --hidden 8 --weight-bits 4 --activation-bits 4 "
+                                 "--sparsity 0.25 --seed 0 --accelerator rtl")
+    assert (out / "winner.txt").read_text().strip() == winner["command"]
+    assert winner["command"] in result.stdout and f"test accuracy {100 * winner['test_accuracy']:.2f}%" in result.stdout
+    assert "--hidden 8" in (out / "pareto.md").read_text()
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_second_run_recomputes_nothing(swept, scheduler):
     space, out, first, results = swept
-    def logs_of_kept_runs() -> dict:  # the failed point is retried, so its log is written again
+    def logs_of_kept_runs() -> dict:  # the failed run is retried, so its log is written again
         return {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.log")
-                if not p.name.startswith(by_sparsity(results, BLOCKED)["id"])}
+                if not p.name.startswith(f"{by_sparsity(results, HOPELESS)['id']}-fold2")}
 
     logs = logs_of_kept_runs()
     t0 = time.monotonic()
-    again = explore("--space", str(space), "--seeds", "1", "--out", str(out), "--scheduler", scheduler)
+    again = explore("--space", str(space), "--folds", "2", "--min-cv", MIN_CV, "--out", str(out),
+                    "--scheduler", scheduler)
     assert again.returncode == first.returncode, again.stderr
-    runs = [line for line in again.stdout.splitlines() if line.startswith(("csim ", "rtl "))]
-    assert runs and all("--sparsity 0.5 " in line and "FAILED" in line for line in runs), runs
+    runs = [line for line in again.stdout.splitlines() if line.startswith(("csim ", "ip "))]
+    assert runs and all("--sparsity 0.99 " in line and "FAILED" in line for line in runs), runs
     assert logs and logs_of_kept_runs() == logs
     kept = json.loads((out / "results.json").read_text())
-    assert by_sparsity(kept, 0.75)["runs"] == by_sparsity(results, 0.75)["runs"]
-    assert by_sparsity(kept, BLOCKED)["status"] == "failed"  # retried (a failed run is never kept), failed again
+    assert by_sparsity(kept, 0.25)["runs"] == by_sparsity(results, 0.25)["runs"]
+    assert kept["winner"] == results["winner"]
+    assert by_sparsity(kept, HOPELESS)["status"] == "failed"  # retried (a failed run is never kept), failed again
     assert time.monotonic() - t0 < 60
+
+
+def test_no_point_reaching_min_cv_is_no_winner_and_exit_1(swept, scheduler, tmp_path):
+    """The hopeless point alone, its blocker gone: its failed fold is retried, and no fold of it
+    reaches --min-cv, so nothing is measured or built on the test set: exit 1, one line saying so."""
+    _, out, _, results = swept
+    hopeless = by_sparsity(results, HOPELESS)
+    (out / "runs" / f"{hopeless['id']}-fold2").unlink()
+    space = tmp_path / "hopeless.json"
+    space.write_text(json.dumps({**SPACE, "--sparsity": [HOPELESS]}))
+    result = explore("--space", str(space), "--folds", "2", "--min-cv", MIN_CV, "--out", str(out),
+                     "--scheduler", scheduler)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "no measured point reaches 50.00% C-simulation accuracy on its worst fold"
+    kept = json.loads((out / "results.json").read_text())
+    point = kept["points"][0]
+    assert kept["winner"] is None and point["status"] == "done" and point["cv_min"] < float(MIN_CV)
+    assert point["estimated_by"] == "da4ml" and "final" not in point  # never measured, never built on the test set
+    runs = [line for line in result.stdout.splitlines() if line.startswith(("csim ", "ip "))]
+    assert len(runs) == 1 and "--cv-fold 2/2 " in runs[0] and "FAILED" not in runs[0], runs  # the retried fold only
+    assert (out / "winner.txt").read_text().startswith("no measured point reaches 50.00%")
+    assert by_sparsity(kept, 0.25)["id"] in {p["id"] for p in kept["other_points"]}  # the other space's kept
 
 
 # --------------------------------------------------------------------------- bad space files
@@ -171,7 +225,7 @@ def run_main(argv: list[str]) -> tuple[int, str]:
 def assert_refused(tmp_path: Path, space_text: str, message: str = "") -> None:
     space, out = tmp_path / "space.json", tmp_path / "out"
     space.write_text(space_text)
-    code, err = run_main(["--space", str(space), "--out", str(out), "--seeds", "1"])
+    code, err = run_main(["--space", str(space), "--out", str(out), "--folds", "2"])
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert not out.exists()  # refused before any work
@@ -183,7 +237,9 @@ def assert_refused(tmp_path: Path, space_text: str, message: str = "") -> None:
     ("{}", "a space is a JSON object"),
     ('{"--hiden": ["16"]}', "'--hiden' is not a BuildModel.py option"),
     ('{"--hid": ["16"]}', "'--hid' is not a BuildModel.py option"),  # no argparse abbreviations
-    ('{"--seed": [1, 2]}', "--seed cannot be part of a space: the seeds come from --seeds"),
+    ('{"--seed": [1, 2]}', "--seed cannot be part of a space: each fold has its own seed"),
+    ('{"--cv-fold": ["1/3"]}', "--cv-fold cannot be part of a space: the folds come from --folds"),
+    ('{"--accelerator": ["hls"]}', "--accelerator cannot be part of a space"),
     ('{"--output-dir": ["x"]}', "every run gets its own folder"),
     ('{"--trust-new-host": [1]}', "--trust-new-host takes no value"),
     ('{"--hidden": "16"}', "--hidden needs a non-empty list of values"),
@@ -244,12 +300,16 @@ def test_hidden_values_are_checked_by_buildmodels_own_parser(tmp_path, values):
         assert not out.exists()
 
 
-def test_the_default_space_has_24_points_over_the_four_network_settings():
+def test_the_default_space_varies_the_training_budget_beside_small_networks():
     from iris_fpga.explore.space import DEFAULT_SPACE, expand
 
     points = expand(DEFAULT_SPACE)
-    assert len(points) == 24 and len({p.id for p in points}) == 24
-    assert set(DEFAULT_SPACE) == {"--hidden", "--weight-bits", "--activation-bits", "--sparsity"}
+    assert len(points) <= 24 and len({p.id for p in points}) == len(points)
+    assert {"--epochs", "--lr"} & {key for key, values in DEFAULT_SPACE.items() if len(values) > 1}
+    widths = [tuple(map(int, h.split(","))) for h in DEFAULT_SPACE["--hidden"]]
+    assert all(1 <= len(w) <= 2 and all(4 <= u <= 16 for u in w) for w in widths)
+    assert all(3 <= b <= 6 for key in ("--weight-bits", "--activation-bits") for b in DEFAULT_SPACE[key])
+    assert all(0 <= s <= 0.75 for s in DEFAULT_SPACE["--sparsity"])
 
 
 # --------------------------------------------------------------------------- the front
@@ -260,19 +320,39 @@ def test_the_default_space_has_24_points_over_the_four_network_settings():
 def test_the_front_holds_exactly_the_points_no_other_point_beats(pairs):
     from iris_fpga.explore.front import pareto
 
-    points = [{"id": str(i), "status": "done", "accuracy": c / 30, "lut": lut} for i, (c, lut) in enumerate(pairs)]
+    points = [{"id": str(i), "status": "done", "cv_min": c / 30, "lut": lut} for i, (c, lut) in enumerate(pairs)]
     front = {p["id"] for p in pareto(points)}
     for p in points:
-        beaten = any(q["accuracy"] >= p["accuracy"] and q["lut"] <= p["lut"] and
-                     (q["accuracy"], q["lut"]) != (p["accuracy"], p["lut"]) for q in points)
+        beaten = any(q["cv_min"] >= p["cv_min"] and q["lut"] <= p["lut"] and
+                     (q["cv_min"], q["lut"]) != (p["cv_min"], p["lut"]) for q in points)
         assert (p["id"] in front) == (not beaten)
+
+
+POINT = st.fixed_dictionaries({"cv_min": st.integers(0, 40).map(lambda c: c / 40), "lut": st.integers(1, 500),
+                                "ip_lut": st.integers(900, 1500), "status": st.sampled_from(["done", "failed"]),
+                                "estimated_by": st.sampled_from(["yosys", "da4ml"])})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(POINT, max_size=10), st.integers(0, 40).map(lambda c: c / 40))
+def test_the_rule_is_the_fewest_whole_ip_lut_among_measured_points_whose_worst_fold_reaches_min_cv(drawn, min_cv):
+    from iris_fpga.explore.front import choose
+
+    points = [{**p, "id": str(i)} for i, p in enumerate(drawn)]
+    eligible = [p for p in points if p["status"] == "done" and p["estimated_by"] == "yosys" and p["cv_min"] >= min_cv]
+    chosen = choose(points, min_cv)
+    if not eligible:
+        assert chosen is None
+    else:
+        assert chosen in eligible and chosen["ip_lut"] == min(p["ip_lut"] for p in eligible)
 
 
 # --------------------------------------------------------------------------- the explorer's own files
 def good_run(seed_lut: int = 900) -> dict:
     return {"worker": "w", "csim": 1.0, "keras": 1.0, "val_accuracy": 0.97, "sparsity": 0.75,
             "da4ml": {"LUT": seed_lut, "FF": 100, "latency_cycles": 5},
-            "rtl": {"yosys": {"LUT": seed_lut + 10, "FF": 110, "latency_cycles": 5}}}
+            "rtl": {"yosys": {"LUT": seed_lut + 10, "FF": 110, "latency_cycles": 5},
+                    "ip": {"LUT": seed_lut + 930, "FF": 450, "DSP": 3, "BRAM": 0.5}}}
 
 
 def good_results() -> dict:
@@ -281,8 +361,9 @@ def good_results() -> dict:
 
     point = expand({"--hidden": ["8"]})[0]
     return {"format": FORMAT, "points": [{"id": point.id, "settings": point.settings, "args": list(point.args),
-                                          "runs": {"0": good_run(), "1": {"error": "BuildModel.py exit 3"}}}],
-            "other_points": [{"id": "abc", "settings": {}, "args": ["--hidden", "4"], "runs": {"0": good_run(700)}}],
+                                          "runs": {"fold1": good_run(), "fold2": {"error": "BuildModel.py exit 3"}}}],
+            "other_points": [{"id": "abc", "settings": {}, "args": ["--hidden", "4"],
+                              "runs": {"fold1": good_run(700)}}],
             "outputs": {}}
 
 
@@ -299,7 +380,7 @@ def _point(doc):
 
 
 def _run(doc):
-    return _point(doc)["runs"]["0"]
+    return _point(doc)["runs"]["fold1"]
 
 
 # (where, what to do, values that may not stand there): every one makes results.json malformed.
@@ -340,7 +421,7 @@ def _malform(doc: dict, where, value, draw) -> dict:
     elif where.startswith("point "):
         _point(doc)[where.split()[1]] = value
     elif where == "run":
-        _point(doc)["runs"]["0"] = value
+        _point(doc)["runs"]["fold1"] = value
     elif where == "run fraction":
         run[draw(st.sampled_from(["csim", "keras", "val_accuracy", "sparsity"]))] = value
     elif where == "run da4ml figure":
@@ -348,7 +429,7 @@ def _malform(doc: dict, where, value, draw) -> dict:
     elif where == "run yosys LUT":
         run["rtl"]["yosys"]["LUT"] = value
     elif where == "run error":
-        _point(doc)["runs"]["1"]["error"] = value
+        _point(doc)["runs"]["fold2"]["error"] = value
     else:  # run worker, run da4ml, run rtl
         run[where.split()[1]] = value
     return doc
@@ -376,9 +457,13 @@ def test_a_malformed_results_file_is_one_line_naming_it(tmp_path, data):
 @pytest.mark.parametrize("damage", [
     lambda d: d["points"].append("not a point"),
     lambda d: d["points"][0].pop("runs"),
-    lambda d: d["points"][0]["runs"]["0"].update(csim="1.0"),
-    lambda d: d["points"][0]["runs"]["0"]["da4ml"].pop("LUT"),
-    lambda d: d["points"][0]["runs"]["0"].update(rtl={"yosys": {"LUT": 0, "FF": 1, "latency_cycles": 1}}),
+    lambda d: d["points"][0]["runs"]["fold1"].update(csim="1.0"),
+    lambda d: d["points"][0]["runs"]["fold1"]["da4ml"].pop("LUT"),
+    lambda d: d["points"][0]["runs"]["fold1"].update(rtl={"yosys": {"LUT": 0, "FF": 1, "latency_cycles": 1}}),
+    lambda d: d["points"][0]["runs"]["fold1"]["rtl"].pop("ip"),
+    lambda d: d["points"][0]["runs"]["fold1"]["rtl"]["ip"].update(BRAM="0.5"),
+    lambda d: d["points"][0].update(final={"worker": "w"}),
+    lambda d: d["points"][0].update(final={k: v for k, v in good_run().items() if k != "rtl"}),
     lambda d: d.update(other_points={"a": 1}),
     lambda d: d["points"][0].update(args="--hidden 8"),
 ])
@@ -388,7 +473,8 @@ def test_the_explorer_refuses_a_malformed_results_file_before_any_work(tmp_path,
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text(json.dumps(doc))
-    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out), "--seeds", "1"])
+    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out),
+                          "--folds", "2"])
     assert code == 2 and err.count("\n") == 1 and str(out / "results.json") in err, err
     assert sorted(os.listdir(out)) == ["results.json"]
 
@@ -408,9 +494,9 @@ def test_a_valid_results_file_is_read_back_with_the_spaces_own_args(tmp_path):
     doc["points"][0]["args"] = ["--hidden", "8\x1b[2J"]
     (tmp_path / "results.json").write_text(json.dumps(doc))
     points = expand({"--hidden": ["8"]})
-    sweep = Sweep(points, [0, 1], tmp_path, {"--hidden": ["8"]}, cluster=None, progress=None)
+    sweep = Sweep(points, 2, 0.95, tmp_path, {"--hidden": ["8"]}, cluster=None, progress=None)
     record = sweep.records[points[0].id]
-    assert record["args"] == ["--hidden", "8"] and set(record["runs"]) == {"0"}  # the failed seed is retried
+    assert record["args"] == ["--hidden", "8"] and set(record["runs"]) == {"fold1"}  # the failed fold is retried
     assert [p["id"] for p in sweep.other] == ["abc"]
 
 
@@ -425,7 +511,8 @@ def test_a_users_file_in_out_is_never_overwritten(tmp_path, name, recorded):
         doc["outputs"] = {} if recorded == "not listed" else {name: "0" * 64}
         (out / "results.json").write_text(json.dumps(doc))
     before = sorted(os.listdir(out))
-    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out), "--seeds", "1"])
+    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out),
+                          "--folds", "2"])
     assert code == 2 and err.count("\n") == 1 and f"{out / name} is not a file this explorer wrote" in err, err
     assert (out / name).read_text() == "a user's file" and sorted(os.listdir(out)) == before
 
@@ -435,36 +522,36 @@ def test_outputs_it_wrote_are_replaced_and_a_late_users_file_is_not(tmp_path):
     from iris_fpga.explore import outputs
     from iris_fpga.explore.cli import prepare_out
 
-    made = outputs.write_outputs(tmp_path, [], [], None, [0], {})
+    made = outputs.write_outputs(tmp_path, [], [], None, 2, 0.95, {})
     assert set(made) == {"pareto.md", "pareto.png", "winner.txt"}
     doc = {**good_results(), "outputs": made}
     (tmp_path / "results.json").write_text(json.dumps(doc))
     prepare_out(tmp_path)  # what it wrote: accepted
-    assert outputs.write_outputs(tmp_path, [], [], None, [0], made) == made
+    assert outputs.write_outputs(tmp_path, [], [], None, 2, 0.95, made) == made
     (tmp_path / "winner.txt").write_text("a user's file, written during the sweep")
     with pytest.raises(ToolError, match="winner.txt is not a file this explorer wrote"):
-        outputs.write_outputs(tmp_path, [], [], None, [0], made)
+        outputs.write_outputs(tmp_path, [], [], None, 2, 0.95, made)
     assert (tmp_path / "winner.txt").read_text() == "a user's file, written during the sweep"
 
 
 @pytest.mark.parametrize("kind", ["link", "fifo"])
 def test_a_run_never_writes_its_log_through_a_link_or_into_a_fifo(tmp_path, kind):
-    """The task (what a Dask worker runs) refuses a link or FIFO at runs/<id>-seed0.csim.log: one failed run."""
+    """The task (what a Dask worker runs) refuses a link or FIFO at runs/<id>-fold1.csim.log: one failed run."""
     from iris_fpga.explore.task import Run, run_build
 
     canary = tmp_path / "canary.txt"
     canary.write_text("a user's file")
     runs = tmp_path / "runs"
     runs.mkdir()
-    log = runs / "p-seed0.csim.log"
+    log = runs / "p-fold1.csim.log"
     if kind == "link":
         log.symlink_to(canary)
     else:
         os.mkfifo(log)
-    record = run_build(Run("p", ("--hidden", "8"), 0, str(runs / "p-seed0"), 5))
+    record = run_build(Run("p", ("--hidden", "8"), 1, 2, str(runs / "p-fold1"), 5))
     why = "is a symbolic link: refused" if kind == "link" else "cannot be written"  # a FIFO with no reader
-    assert "p-seed0.csim.log" in record["error"] and why in record["error"], record
-    assert canary.read_text() == "a user's file" and not (runs / "p-seed0").exists()
+    assert "p-fold1.csim.log" in record["error"] and why in record["error"], record
+    assert canary.read_text() == "a user's file" and not (runs / "p-fold1").exists()
 
 
 @pytest.mark.parametrize("space, message", [
@@ -472,7 +559,7 @@ def test_a_run_never_writes_its_log_through_a_link_or_into_a_fifo(tmp_path, kind
     ({"--timeout": [0]}, "--timeout is a deploy option"),
     ({"--remote-dir": ["x"]}, "--remote-dir is a deploy option"),
     ({"--board": ["pynq-z2", "zcu102x"]}, "unknown board 'zcu102x'"),
-    ({"--accelerator": ["rtl"], "--latency-cutoff": [-1]}, "--latency-cutoff must be"),
+    ({"--latency-cutoff": [-1]}, "--latency-cutoff must be"),
 ])
 def test_values_a_run_would_refuse_are_refused_before_anything_is_written(tmp_path, space, message):
     assert_refused(tmp_path, json.dumps(space), message)
@@ -485,7 +572,19 @@ def test_the_explorer_prints_names_from_results_escaped(tmp_path):
     point = {"status": "failed", "args": ["--hidden", "8"], "errors": ["seed 0: \x1b]0;owned\x07\x1b[2J\x9b\u202e"]}
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        report({"points": [point], "front": [], "seconds": 1, "estimate_error": None, "winner": None}, tmp_path)
+        report({"points": [point], "front": [], "seconds": 1, "estimate_error": None, "winner": None}, tmp_path, 0.95)
     text = err.getvalue() + out.getvalue()
     assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b\\u202e" in text
     assert all(c == "\n" or c.isprintable() for c in text)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--folds", "1", "--folds must be 2 to 20 (got 1)"), ("--folds", "21", "--folds must be 2 to 20"),
+    ("--min-cv", "1.5", "--min-cv must be a fraction from 0 to 1"), ("--min-cv", "nan", "--min-cv must be a fraction"),
+    ("--min-cv", "-0.1", "--min-cv must be a fraction"), ("--seeds", "3", "unrecognized arguments: --seeds"),
+])
+def test_bad_folds_or_min_cv_are_one_line_and_exit_2_before_any_work(tmp_path, option, value, message):
+    out = tmp_path / "out"
+    code, err = run_main(["--space", str(write_space(tmp_path, {"--hidden": ["8"]})), "--out", str(out), option, value])
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not out.exists()

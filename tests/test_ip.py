@@ -1,10 +1,14 @@
-"""The accelerator IP for real, on the session's trained model: Verilog generated from the exported
-graph, built with Verilator, driven by cocotbext-axi as the DMA (with and without pauses), compared
-word for word with the C-simulation, synthesized with yosys. One full run per module (about 90 s),
-plus one build of a deliberately wrong IP (about 55 s)."""
+"""The accelerator IP for real, on the tests' small trained network (conftest's 16-8-3 build): Verilog
+generated from the exported graph, built with Verilator, driven by cocotbext-axi as the DMA (with and
+without pauses), compared word for word with the C-simulation, synthesized with yosys, timed with yosys'
+sta, and its xc7 netlist simulated too. The full ip step is the one `--accelerator rtl` ran in
+``small_rtl_build`` (shared with tests/test_ip_emulation.py); deliberately wrong IPs are built here
+without synthesis. The default network's IP is measured by README's command (its ip step alone takes
+minutes), not here."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,8 @@ import pytest
 
 from conftest import Build
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.ip import run_ip
+from iris_fpga.ip import casts, run_ip
+from iris_fpga.ip.run import FAIL_NS, WARN_NS, check_timing
 from iris_fpga.datapath.fixedpoint import FixedType
 
 
@@ -21,19 +26,18 @@ def graph_file(built: Build) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ip_run(built: Build, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ip")
-    estimate = root / "hardware_estimate.json"
-    estimate.write_text(json.dumps({"resources": {"LUT": 1}, "latency_cycles": 5}))  # the rtl step's, abridged
-    section = run_ip(graph_file(built), root / "ip", estimate, y_hls_path=built.package_dir / "y_hls.npy")
-    return root, section, json.loads(estimate.read_text())
+def ip_run(small_rtl_build: Build):
+    """(output folder, the ip section, the whole hardware_estimate.json) of the build's own ip step."""
+    estimate = json.loads((small_rtl_build.package_dir / "hardware_estimate.json").read_text())
+    return small_rtl_build.output_dir, estimate["ip"], estimate
 
 
-def test_ip_equals_csimulation_with_and_without_pauses(ip_run, built: Build):
+def test_ip_equals_csimulation_with_and_without_pauses(ip_run, small_rtl_build: Build):
     _, section, _ = ip_run
-    n_test = len(np.load(built.package_dir / "X_test.npy", allow_pickle=False))
-    assert section["bit_exact"] == {"test": {"matched": n_test, "total": n_test},
-                                    "random": {"matched": 2000, "total": 2000}}
+    n_test = len(np.load(small_rtl_build.package_dir / "X_test.npy", allow_pickle=False))
+    exact = {"test": {"matched": n_test, "total": n_test}, "random": {"matched": 2000, "total": 2000}}
+    assert section["bit_exact"] == exact
+    assert section["netlist_bit_exact"] == exact  # yosys' xc7 netlist, simulated under random pauses
     runs = {r["name"]: r["stalls"] for r in section["runs"]}
     assert set(runs) == {"steady-one-frame", "steady-frame-per-sample", "paused-one-frame", "paused-frame-per-sample"}
     for name, stalls in runs.items():
@@ -43,27 +47,37 @@ def test_ip_equals_csimulation_with_and_without_pauses(ip_run, built: Build):
             assert stalls["out_not_ready"] == 0 and stalls["in_idle"] == 0
 
 
-def test_random_inputs_reach_wrap_and_special_floats(built: Build):
-    graph = json.loads(graph_file(built).read_text())
+def test_random_inputs_reach_wrap_and_special_floats(small_build: Build):
+    graph = json.loads(graph_file(small_build).read_text())
     words = np.array(graph["sets"]["random"]["x_float32"], dtype=np.uint32)
     floats = words.view(np.float32)
     in_type = FixedType.from_dict(graph["input"]["type"])
     assert np.isnan(floats).any() and np.isinf(floats).any() and (words == 0x80000000).any()
-    assert (np.abs(floats[np.isfinite(floats)]) > 2.0 ** (in_type.integer - 1)).any()  # outside the range: wraps
+    assert (words == 0xFFC00000).any() and (words == 0x1).any() and (words == 0x80000001).any()  # -NaN, subnormals
+    finite = floats[np.isfinite(floats)].astype(np.float64)
+    assert (np.abs(finite) > 2.0 ** (in_type.integer - 1)).any()  # outside the range: wraps
+    assert (finite == 2.0 ** (in_type.integer - 1)).any()  # the first value above the range
+    scaled = finite * 2.0**in_type.frac
+    off_grid = scaled != np.floor(scaled)
+    assert off_grid.mean() > 0.3 and (off_grid & (finite < 0)).sum() > 1000  # negatives that must floor
     codes = np.array(graph["sets"]["random"]["x"])
     assert codes.min() == in_type.code_min and codes.max() == in_type.code_max
 
 
-def test_estimate_gets_the_ip_section_beside_the_datapath(ip_run):
-    root, section, estimate = ip_run
-    assert estimate["resources"] == {"LUT": 1} and estimate["latency_cycles"] == 5  # untouched
-    ip = estimate["ip"]
-    assert ip == json.loads(json.dumps(section))
+def test_estimate_gets_the_ip_section_beside_the_datapath(ip_run, small_build: Build):
+    root, ip, estimate = ip_run
+    datapath = json.loads((small_build.package_dir / "hardware_estimate.json").read_text())
+    assert {k: v for k, v in estimate.items() if k != "ip"} == datapath  # the rtl step's figures, untouched
     res = ip["resources"]
     assert set(res) == {"LUT", "FF", "DSP", "BRAM", "CARRY4", "INV"} and res["LUT"] > 0 and res["FF"] > 0
     assert ip["part"] == "xc7z020clg400-1" and ip["fits"] is True
     assert 4.0 <= ip["cycles_per_sample"] <= 4.1 and 0 < ip["latency_cycles"] <= 20
     assert ip["longest_path_cells"] > 0
+    timing = ip["timing"]  # yosys sta on the IP's own mapping: within the limit, between two named points
+    assert set(timing) == {"logic_ns", "budget_ns", "start", "end", "method"} and timing["budget_ns"] == 10.0
+    assert 1.0 < timing["logic_ns"] <= FAIL_NS and timing["start"] and timing["end"]
+    assert "no routing" in timing["method"] and "lower bound" in timing["method"]
+    assert f"{timing['logic_ns']:.2f} ns" in ip["headline"]
     top = (root / "ip" / "src" / "myproject_axi.v").read_text()
     for port in ("in_r_TDATA", "in_r_TVALID", "in_r_TREADY", "in_r_TLAST", "out_r_TDATA", "out_r_TVALID",
                  "out_r_TREADY", "out_r_TLAST", "ap_clk", "ap_rst_n"):
@@ -72,8 +86,8 @@ def test_estimate_gets_the_ip_section_beside_the_datapath(ip_run):
     assert all((root / "ip" / v).is_file() for v in ip["verilog"])
 
 
-def test_flipped_table_entry_fails_naming_sample_and_word(built: Build, tmp_path):
-    graph = json.loads(graph_file(built).read_text())
+def test_flipped_table_entry_fails_naming_sample_and_word(small_build: Build, tmp_path):
+    graph = json.loads(graph_file(small_build).read_text())
     table = graph["softmax"]["exp_table"]
     table[0] -= 1  # exp(0), the largest probability's numerator: every sample uses it
     altered = tmp_path / "graph.json"
@@ -87,11 +101,46 @@ def test_flipped_table_entry_fails_naming_sample_and_word(built: Build, tmp_path
     assert not estimate.exists()
 
 
-def test_graph_without_softmax_section_is_a_usage_error(built: Build, tmp_path):
-    graph = json.loads(graph_file(built).read_text())
+def test_graph_without_softmax_section_is_a_usage_error(small_build: Build, tmp_path):
+    graph = json.loads(graph_file(small_build).read_text())
     del graph["softmax"]
     path = tmp_path / "graph.json"
     path.write_text(json.dumps(graph))
     with pytest.raises(ToolError) as err:
         run_ip(path, tmp_path / "ip", tmp_path / "e.json")
     assert err.value.code == ExitCode.USAGE and "csim" in str(err.value)
+
+
+def test_timing_over_the_limit_fails_in_one_line_and_warns_before(caplog):
+    path = {"start": "a[0]", "end": "b[1]"}
+    with pytest.raises(ToolError) as err:
+        check_timing({**path, "logic_ns": FAIL_NS + 0.01})
+    assert err.value.code == ExitCode.CHECK_FAILED and "\n" not in str(err.value)
+    assert "a[0]" in str(err.value) and "b[1]" in str(err.value) and "--latency-cutoff" in str(err.value)
+    with caplog.at_level("WARNING"):
+        assert check_timing({**path, "logic_ns": WARN_NS + 0.5})["logic_ns"] == WARN_NS + 0.5
+    assert "routing" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_timing({**path, "logic_ns": WARN_NS})
+    assert not caplog.text
+
+
+def test_truncating_input_cast_is_caught_by_the_random_set_alone(small_build: Build, tmp_path, monkeypatch):
+    """The mutant an independent bench found: negative inputs rounded toward zero instead of floored.
+    With the test samples taken out, the random set (off the LSB grid) must still fail it."""
+    own = casts.float_to_code
+
+    def truncating(name, word, t):
+        cast = own(name, word, t)
+        return replace(cast, stage2=[line.replace(f"~{name}_sticky", "1'b1") for line in cast.stage2])
+
+    monkeypatch.setattr(casts, "float_to_code", truncating)
+    graph = json.loads(graph_file(small_build).read_text())
+    for key in ("x", "y", "x_float32", "y_out"):
+        graph["sets"]["test"][key] = []
+    altered = tmp_path / "graph.json"
+    altered.write_text(json.dumps(graph))
+    with pytest.raises(ToolError) as err:
+        run_ip(altered, tmp_path / "ip", tmp_path / "e.json", synthesize=False)
+    assert err.value.code == ExitCode.CHECK_FAILED and "random sample" in str(err.value)

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import Build, _path_without_vivado, run_buildmodel
+from conftest import SMALL_ARGS, Build, _path_without_vivado, run_buildmodel
 from iris_fpga.emulation.verilated_ip import LIBRARY_NAME, verilog_sha256
 from iris_fpga.errors import ExitCode
 from iris_fpga.fileio import sha256_file
@@ -28,16 +28,13 @@ from test_deploy import _run_args, board, known_hosts, login, remote_state, run_
 from test_emulation import failed, moved_away, ok
 
 PYTHON = sys.executable
-RTL_ARGS = ("--hidden", "16,8", "--weight-bits", "4", "--activation-bits", "3", "--accelerator", "rtl",
-            "--to", "package")
+RTL_ARGS = (*SMALL_ARGS, "--accelerator", "rtl", "--to", "package")
 
 
 @pytest.fixture(scope="module")
-def rtl_build(tmp_path_factory) -> Build:
-    root = tmp_path_factory.mktemp("rtl-emulation")
-    result = run_buildmodel(*RTL_ARGS, cwd=root, env={"PATH": _path_without_vivado()}, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Build(root, root / "hls4ml_prj_pynq", root / "package", result.stdout)
+def rtl_build(small_rtl_build: Build) -> Build:
+    """conftest's 16-8-3 network with --accelerator rtl, up to the package."""
+    return small_rtl_build
 
 
 @pytest.fixture

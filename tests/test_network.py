@@ -16,19 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PYTHON, REPO, _path_without_vivado, run_buildmodel
+from conftest import PYTHON, REPO, SMALL_ARGS, Build, _path_without_vivado, run_buildmodel
 
 SMALL = {"hidden": (16, 8), "weight_bits": 4, "activation_bits": 3}
-SMALL_ARGS = ("--hidden", "16,8", "--weight-bits", "4", "--activation-bits", "3", "--rtl")
-
-
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    """``BuildModel.py --hidden 16,8 --weight-bits 4 --activation-bits 3 --rtl --to package``."""
-    root = tmp_path_factory.mktemp("small")
-    result = run_buildmodel(*SMALL_ARGS, "--to", "package", cwd=root, env={"PATH": _path_without_vivado()})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root
+def small(small_build: Build) -> Path:
+    """``BuildModel.py --hidden 16,8 --weight-bits 4 --activation-bits 3 --rtl --to package`` (conftest's)."""
+    return small_build.root
 
 
 def _json(path: Path) -> dict:
@@ -199,7 +193,7 @@ def test_emulated_board_and_validation_match_the_csimulation(small: Path, tmp_pa
 def test_rerun_with_the_same_network_reuses_every_step(small: Path, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(small, root)
-    result = run_buildmodel(*SMALL_ARGS, "--to", "package", cwd=root, env={"PATH": _path_without_vivado()})
+    result = run_buildmodel(*SMALL_ARGS, "--rtl", "--to", "package", cwd=root, env={"PATH": _path_without_vivado()})
     assert result.returncode == 0, result.stderr
     for step in ("data", "train", "convert", "csim", "rtl"):
         assert f"{step:<9} reused" in result.stdout, step

@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,10 @@ from conftest import run_buildmodel
 from iris_fpga import contract
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.packaging import check_folders, publish
+from sshd import require_throwaway_users
+from test_deploy import _remote_python as _python_for
+
+REPO = Path(__file__).resolve().parents[1]
 
 BUILD_A, BUILD_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 
@@ -160,6 +168,111 @@ def test_a_file_added_during_the_build_is_never_removed(tmp_path):
     assert (package / "results-of-my-own.csv").read_text() == "precious"
     assert (package / "X_test.npy").read_text() == f"X_test.npy {BUILD_A}"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["src-b"])  # no staging left
+
+
+def _paused(monkeypatch, point: str, pause: Path, call) -> tuple[threading.Thread, list]:
+    """Run ``call`` in a thread until it stops at ``point`` (iris_fpga/testpause.py)."""
+    monkeypatch.setenv("IRIS_FPGA_TEST_PAUSE", f"{point}:{pause}")
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert thread.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.02)
+    return thread, outcome
+
+
+@pytest.mark.parametrize("written", ["results-of-my-own.csv", "y_hw.npy", "previous/x/y_hw.json"])
+def test_a_file_written_during_the_carry_over_puts_the_old_package_back(tmp_path, monkeypatch, written):
+    package = make_package(tmp_path)
+    (package / "previous" / "x").mkdir(parents=True)
+    build = lambda: publish(package, sources(tmp_path / "src-b", "two"), manifest_of(BUILD_B))  # noqa: E731
+    thread, outcome = _paused(monkeypatch, "package-carried", tmp_path / "pause", build)
+    old, = tmp_path.glob(".package.old-*")
+    (old / written).write_text("written while previous/ was copied")
+    (tmp_path / "pause").unlink()
+    thread.join(60)
+    assert isinstance(outcome[0], ToolError) and outcome[0].code == ExitCode.USAGE
+    assert f"{written} appeared" in str(outcome[0]) and str(package) in str(outcome[0])
+    assert (package / written).read_text() == "written while previous/ was copied"
+    assert (package / "X_test.npy").read_text() == f"X_test.npy {BUILD_A}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["package", "src-aaaaaaaaaaaaaaaa", "src-b"]
+
+
+def test_a_file_written_during_the_removal_keeps_the_old_folder(tmp_path, monkeypatch, caplog):
+    package = make_package(tmp_path)
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "on_target.pyc").write_text("made by Python")
+    build = lambda: publish(package, sources(tmp_path / "src-b", "two"), manifest_of(BUILD_B))  # noqa: E731
+    thread, outcome = _paused(monkeypatch, "package-removing", tmp_path / "pause", build)
+    old, = tmp_path.glob(".package.old-*")
+    (old / "__pycache__" / "late.txt").write_text("written while the old package was removed")
+    (tmp_path / "pause").unlink()
+    thread.join(60)
+    assert outcome == [[]]
+    assert (package / "X_test.npy").read_text() == "X_test.npy two"
+    assert snapshot(old) == {"__pycache__": "dir", "__pycache__/late.txt": snapshot(old)["__pycache__/late.txt"]}
+    assert f"kept as {old}" in caplog.text
+
+
+def test_a_second_move_into_previous_never_overwrites_the_first(tmp_path):
+    package = make_package(tmp_path)
+    for round, build in enumerate((BUILD_B, BUILD_A, BUILD_B), 1):
+        if build == BUILD_B:  # the package holds build A: give it results that were never compared
+            (package / "y_hw.npy").write_text(f"round {round}")
+        publish(package, sources(tmp_path / f"src-{round}", str(round)), manifest_of(build))
+    assert (package / "previous" / BUILD_A / "y_hw.npy").read_text() == "round 1"
+    assert (package / "previous" / f"{BUILD_A}-2" / "y_hw.npy").read_text() == "round 3"
+
+
+def test_an_unreadable_entry_in_previous_is_one_line_and_changes_nothing(tmp_path):
+    """As a throwaway non-root user (root reads everything): the package step cannot copy previous/."""
+    require_throwaway_users()
+    name = f"irispkg{os.getpid()}"
+    scratch = Path(tempfile.mkdtemp(prefix="iris-fpga-package-"))
+    try:
+        scratch.chmod(0o755)
+        subprocess.run(["useradd", "-M", "-d", str(scratch / "home"), "-s", "/bin/sh", "-p", "*", name],
+                       check=True, capture_output=True)
+        home = scratch / "home"
+        package = make_package(home)
+        (package / "previous" / "old").mkdir(parents=True)
+        (package / "previous" / "old" / "y_hw.npy").write_text("not readable")
+        for path in [home, *home.rglob("*")]:
+            os.lchown(path, *_ids(name))
+        (package / "previous" / "old" / "y_hw.npy").chmod(0)
+        before = snapshot(home)
+        script = (f"import sys\nsys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]\n"
+                  "from iris_fpga.errors import ToolError\nfrom iris_fpga.packaging import publish\n"
+                  "from test_packaging import manifest_of, sources\nfrom pathlib import Path\n"
+                  f"home = Path({str(home)!r})\n"
+                  "try:\n    publish(home / 'package', sources(home / 'src-b', 'two'), manifest_of('b' * 16))\n"
+                  "except ToolError as exc:\n    sys.exit(f'error: {exc}')\n")
+        python = _python_for(name, scratch)
+        result = subprocess.run(["runuser", "-u", name, "--", python, "-c", script], capture_output=True, text=True,
+                                cwd="/", timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert "cannot copy package/previous/" in lines[0] and "y_hw.npy" in lines[0]
+        assert "Permission denied" in lines[0]
+        assert {k: v for k, v in snapshot(home).items() if not k.startswith("src-b")} == before
+    finally:
+        subprocess.run(["userdel", "-f", name], capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert stat.S_IMODE(os.stat("/dev/null").st_mode) == 0o666
+
+
+def _ids(name: str) -> tuple[int, int]:
+    import pwd
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
 
 
 KINDS = st.sampled_from(["file", "dir", "link-in", "link-out", "fifo"])

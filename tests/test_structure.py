@@ -83,6 +83,8 @@ def _other_value(field: dataclasses.Field) -> tuple[list[str], object]:
     declared, default = field.metadata[SETTING], field.default
     if isinstance(default, bool):
         return [], True
+    if default is None:  # --cv-fold: off unless given
+        return ["1/3"], (1, 3)
     if declared.choices:
         value = next(c for c in declared.choices if c != default)
     elif isinstance(default, tuple):
@@ -139,7 +141,7 @@ def test_help_lists_every_option_with_its_default():
         declared = field.metadata[SETTING]
         if field.name in RECIPES["default"]:
             assert "(default: the recipe's)" in line, line
-        elif field.default is not False and field.default is not None:  # the help omits those
+        elif field.default not in (False, None):  # the help shows no empty default
             shown = declared.show(field.default) if declared.show else field.default
             assert line.endswith(f"(default: {shown})"), line
     for option in ("--from", "--to", "--quiet", "--host", "--emulate", "--timeout"):
@@ -210,7 +212,7 @@ def test_pip_install_gives_the_three_commands(tmp_path):
     assert helped.returncode == 0 and "--rtl-random RTL_RANDOM" in helped.stdout, helped.stderr
     for name, args, message in (("iris-fpga-build", ["--reuse-factor", "0"], "--reuse-factor must be at least 1"),
                                 ("iris-fpga-validate", ["--tolerance", "-1"], "argument --tolerance"),
-                                ("iris-fpga-explore", ["--seeds", "0"], "--seeds must be 1 to")):
+                                ("iris-fpga-explore", ["--folds", "1"], "--folds must be 2 to")):
         refused = command(name, *args)
         assert refused.returncode == 2 and refused.stdout == "", (name, refused.stdout, refused.stderr)
         assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, (name, refused.stderr)

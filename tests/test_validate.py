@@ -730,9 +730,8 @@ def test_any_y_hw_npy_header_is_a_verdict_or_one_line(hw_pkg, descr, rows, cols,
 
 
 # ------------------------------------------------------------------ the real build, end to end
-def test_validation_passes_on_the_session_build_emulated(request, tmp_path):
+def test_validation_passes_on_the_session_build_emulated(built, tmp_path):
     """The session's real package, run by its own on_target.py --emulate, then validated."""
-    built = request.getfixturevalue("built")
     pkg = tmp_path / "package"
     shutil.copytree(built.package_dir, pkg, ignore=lambda d, names: {"y_hw.npy", "y_hw.json", "previous"} & set(names))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYNQ_")}

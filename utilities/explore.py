@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Find the smallest Iris network that still classifies: a design-space explorer on Dask.
 
-Every point of a space of ``BuildModel.py`` settings, at every seed, runs as its own
-``BuildModel.py`` process up to the C-simulation; da4ml estimates its datapath; the points on the
-accuracy/LUT Pareto front get the full rtl step (bit-exact Verilog, yosys) until the front is all
-measured. See README.md, "Design-space explorer", and ``--help``.
+Every point of a space of ``BuildModel.py`` settings is scored by K-fold cross-validation on the
+training samples, each fold as its own ``BuildModel.py --cv-fold I/K`` process up to the
+C-simulation; da4ml estimates its datapath; yosys measures the whole IP of the qualifying points on
+the accuracy/LUT Pareto front. The winner is the measured point with the fewest whole-IP LUT whose
+worst fold reaches ``--min-cv``; only then is it built on all the training samples and scored once
+on the test set. See README.md, "Design-space explorer", and ``--help``.
 """
 from __future__ import annotations
 

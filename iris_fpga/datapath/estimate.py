@@ -12,7 +12,7 @@ from pathlib import Path
 from iris_fpga.datapath.run import Reference, check_arguments, trace_datapath
 
 
-def estimate_datapath(graph_path: Path, latency_cutoff: int = 5) -> dict:
+def estimate_datapath(graph_path: Path, latency_cutoff: float = 2.5) -> dict:
     """{"LUT", "FF", "latency_cycles"} of the datapath that ``rtl_graph.json`` describes, by da4ml.
 
     ``latency_cutoff`` as the rtl step's (0: combinational, no registers). Raises ToolError for a

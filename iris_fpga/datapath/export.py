@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 GRAPH_FORMAT = "iris-fpga-rtl-graph/1"
 #: Typical standardized Iris features lie within this range; half the random set is drawn from it.
 TYPICAL_RANGE = 4.0
+#: The corner vectors random_input_codes puts first (random_input_floats gives them special floats).
+N_CORNERS = 8
 _LEFT_OUT = ("Softmax",)  # applied after the compared layer; never in the RTL
 
 
@@ -84,10 +86,13 @@ def export_graph(hls_model, X_test, path: Path, n_random: int = 2000, seed: int 
                 **_float_set(random_floats, out_random),
                 "seed": seed,
                 "how": (
-                    "corner vectors (zero, +-1 LSB, type minimum and maximum, alternating), then half uniform "
+                    "corner vectors (zero, +-1 LSB, type minimum and maximum, alternating, zero), then half uniform "
                     f"over the input type's whole range, half uniform in [-{TYPICAL_RANGE:g}, {TYPICAL_RANGE:g}); "
-                    "sent as float32 words, a random half shifted by multiples of the type's wrap-around period, "
-                    "the zero vector as -0/+inf/-inf/NaN and the -1 LSB vector as negative subnormals"
+                    "sent as float32 words anywhere the cast maps to the code: on the LSB grid, a random fraction "
+                    "of an LSB above it or the largest float32 below the next grid point (negatives floor), a random "
+                    "half shifted by multiples of the type's wrap-around period; the corners as -0/+inf/-inf/NaN, "
+                    "negative subnormals (-1 LSB), just inside the range's ends, just outside them (wrapping), "
+                    "positive subnormals, a negative NaN and -0"
                 ),
             },
         },
@@ -111,6 +116,7 @@ def random_input_codes(in_type: FixedType, n_in: int, n: int, seed: int) -> np.n
         np.full(n_in, hi),
         np.where(np.arange(n_in) % 2 == 0, lo, hi),
         np.where(np.arange(n_in) % 2 == 0, hi, lo),
+        np.zeros(n_in, np.int64),
     ]
     corners = np.array(corners, dtype=np.int64)[: max(n, 0)]
     rng = np.random.default_rng(seed)
@@ -211,23 +217,51 @@ def _written_values(var) -> np.ndarray:
 
 
 def random_input_floats(in_type: FixedType, codes: np.ndarray, seed: int) -> np.ndarray:
-    """float32 words whose cast to ``in_type`` gives ``codes``: exact values, a random half moved by
-    whole wrap-around periods (the cast wraps them back), specials in the first corner vectors."""
+    """float32 words whose cast to ``in_type`` gives ``codes``, spread over every float that does.
+
+    A code c is reached by (c + u) LSB + k periods for u in [0, 1) and any whole k (the cast floors
+    and wraps). Each element takes a random k (half of them 0, else -4..4) and a random u: 0 (on the
+    grid), uniform, or the largest float32 below the next grid point (negatives must floor, not
+    truncate); a candidate the cast would not map to c stays on the grid. The corner vectors stay on
+    the grid except: the zero vector as -0/+inf/-inf/NaN, the -1 LSB vector as negative subnormals,
+    the type maximum just below the top of the range, the alternating minimum/maximum vectors just
+    outside the range (the minimum as the first value above it, the maximum as the first below it),
+    and a second zero vector as positive subnormals, a negative NaN and -0.
+    """
+    lsb, period = 2.0**-in_type.frac, 2.0 ** (in_type.width - in_type.frac)
     values = in_type.values(codes)
-    period = 2.0 ** (in_type.width - in_type.frac)
     rng = np.random.default_rng([seed, 1])  # its own stream: the codes stay as they were
-    shifts = rng.integers(-4, 5, size=codes.shape) * (rng.random(codes.shape) < 0.5)
-    shifted = values + shifts * period
-    exact = shifted.astype(np.float32).astype(np.float64) == shifted
-    floats = np.where(exact, shifted, values).astype(np.float32)
-    n_corner = min(len(floats), 7)
-    if n_corner:
-        floats[:n_corner] = values[:n_corner].astype(np.float32)  # corners exactly as random_input_codes made them
-        specials = np.array([-0.0, np.inf, -np.inf, np.nan], dtype=np.float32)
-        floats[0] = np.resize(specials, floats.shape[1])  # all cast to 0, like the zero vector
-    if n_corner > 2 and in_type.signed and (codes[2] == -1).all():
-        floats[2] = -np.float32(1e-45)  # a negative subnormal floors to -1 LSB
+    k = rng.integers(-4, 5, size=codes.shape) * (rng.random(codes.shape) < 0.5)
+    u = np.choose(rng.integers(0, 3, size=codes.shape), [np.zeros(codes.shape), rng.random(codes.shape),
+                                                         np.ones(codes.shape)])
+    floats = _floats_reaching(in_type, codes, values + k * period, u, lsb)
+    corners = floats[: min(len(floats), N_CORNERS)]
+    if len(corners):
+        corners[:] = values[: len(corners)].astype(np.float32)
+        corners[0] = np.resize(np.array([-0.0, np.inf, -np.inf, np.nan], dtype=np.float32), floats.shape[1])
+    if len(corners) > 2 and in_type.signed and (codes[2] == -1).all():
+        corners[2] = -np.float32(1e-45)  # a negative subnormal floors to -1 LSB
+    if len(corners) > 4:  # the maximum, just below the top of the range
+        corners[4] = _floats_reaching(in_type, codes[4], values[4], np.ones(floats.shape[1]), lsb)
+    for row in (5, 6)[: max(len(corners) - 5, 0)]:  # just outside the range, wrapping to the other end
+        low = codes[row] == in_type.code_min
+        corners[row] = _floats_reaching(in_type, codes[row], values[row] + np.where(low, 1, -1) * period,
+                                        np.where(low, 0.0, 1.0), lsb)
+    if len(corners) > 7:  # a second zero vector: smallest and largest subnormal, a negative NaN, -0
+        corners[7] = np.resize(np.array([0x1, 0xFFC00000, 0x7FFFFF, 0x80000000], dtype=np.uint32),
+                               floats.shape[1]).view(np.float32)
     return np.ascontiguousarray(floats)
+
+
+def _floats_reaching(in_type: FixedType, codes: np.ndarray, base: np.ndarray, u: np.ndarray, lsb: float) -> np.ndarray:
+    """float32 (base + u LSB), u = 1 meaning the largest float32 below base + 1 LSB; where that float
+    does not cast to ``codes``, the code's own value."""
+    below_next = np.nextafter((base + lsb).astype(np.float32), np.float32(-np.inf))
+    floats = np.where(u >= 1.0, below_next, (base + u * lsb).astype(np.float32)).astype(np.float32)
+    finite = np.isfinite(floats)
+    reached = np.zeros(codes.shape, dtype=bool)
+    reached[finite] = in_type.quantize_float(floats[finite]) == codes[finite]
+    return np.where(reached, floats, in_type.values(codes).astype(np.float32)).astype(np.float32)
 
 
 def _float_set(x_float32: np.ndarray, out_codes: np.ndarray) -> dict:

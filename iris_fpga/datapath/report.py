@@ -43,7 +43,7 @@ def device_for(part: str) -> tuple[str, dict | None]:
 FITS_RULE = "LUT + INV, FF, DSP and BRAM each within the device (INV cells counted as LUTs: an upper bound)"
 
 
-def build_report(graph_path: Path, graph: dict, *, latency_cutoff: int, part: str, cycles: int, exact: dict,
+def build_report(graph_path: Path, graph: dict, *, latency_cutoff: float, part: str, cycles: int, exact: dict,
                  synthesis: dict | None, da4ml_estimate: dict, seconds: dict, rtl_dir: Path) -> dict:
     """hardware_estimate.json: settings, versions, the graph, timing, resources against the part, bit-exactness.
 
@@ -153,6 +153,9 @@ def with_ip_section(estimate: dict, ip: dict) -> dict:
 def ip_headline(ip: dict) -> str:
     """One line for the closing summary: the whole IP."""
     exact = ", ".join(f"{v['matched']}/{v['total']} {k}" for k, v in ip["bit_exact"].items())
+    if ip.get("netlist_bit_exact"):
+        exact += "; netlist bit-exact " + ", ".join(f"{v['matched']}/{v['total']} {k}"
+                                                    for k, v in ip["netlist_bit_exact"].items())
     timing = f"{ip['cycles_per_sample']:.3f} cycles/sample, latency {ip['latency_cycles']} cycles"
     res = ip.get("resources")
     if not res:
@@ -161,5 +164,7 @@ def ip_headline(ip: dict) -> str:
     device = ip.get("device", {}).get("name", ip.get("part"))
     verdict = f"capacity of {device} unknown" if fit is None else (
         f"fits the {device}" if fit else f"does NOT fit the {device}")
+    logic = ip.get("timing")
+    delay = f"; worst logic path {logic['logic_ns']:.2f} ns of {logic['budget_ns']:g} (no routing)" if logic else ""
     return (f"IP: {timing}; {res['LUT']:,} LUT (+{res['INV']:,} INV), {res['FF']:,} FF, {res['DSP']} DSP, "
-            f"{res['BRAM']} BRAM: {verdict}; bit-exact {exact}")
+            f"{res['BRAM']} BRAM: {verdict}{delay}; bit-exact {exact}")

@@ -28,7 +28,7 @@ def run_rtl(
     rtl_dir: Path,
     estimate_path: Path,
     *,
-    latency_cutoff: int = 5,
+    latency_cutoff: float = 2.5,
     part: str = "xc7z020clg400-1",
     synthesize: bool = True,
 ) -> dict:
@@ -65,9 +65,10 @@ def run_rtl(
     return report
 
 
-def check_arguments(latency_cutoff: int, part: str, synthesize: bool) -> None:
-    if latency_cutoff < 0:
-        raise ToolError(f"rtl: latency cutoff must be 0 (combinational) or more, not {latency_cutoff}", ExitCode.USAGE)
+def check_arguments(latency_cutoff: float, part: str, synthesize: bool) -> None:
+    if not 0 <= latency_cutoff < float("inf"):
+        raise ToolError(f"rtl: latency cutoff must be 0 (combinational) or a finite number above, not {latency_cutoff}",
+                        ExitCode.USAGE)
     if synthesize and not part.lower().startswith("xc7"):
         raise ToolError(f"rtl: part {part} is not a Xilinx 7-series device and synthesis targets xc7 only: "
                         "leave out --rtl for this board", ExitCode.USAGE)
@@ -142,7 +143,7 @@ def _interpreted(comb):
     return predict
 
 
-def write_and_build(comb, rtl_dir: Path, latency_cutoff: int, part: str, seconds: dict) -> tuple[object, int]:
+def write_and_build(comb, rtl_dir: Path, latency_cutoff: float, part: str, seconds: dict) -> tuple[object, int]:
     """Verilog into ``rtl_dir`` and its Verilator simulation; returns the model and its pipeline stages."""
     prepare_dir(rtl_dir)
     t = time.monotonic()

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 TOP = "iris_nn"  # name of the generated top module (and of its _wrapper for simulation)
 
 
-def write_verilog(comb, rtl_dir: Path, latency_cutoff: int, part: str):
+def write_verilog(comb, rtl_dir: Path, latency_cutoff: float, part: str):
     """da4ml's Verilog project in ``rtl_dir``: src/ (Verilog), sim/ (binder), model/, metadata.json."""
     from da4ml.codegen import VerilogModel
 

@@ -8,21 +8,24 @@ from pathlib import Path
 from iris_fpga.arguments import DefaultsHelpFormatter, OneLineParser
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.explore import outputs
-from iris_fpga.explore.front import MIN_ACCURACY
+from iris_fpga.config import MAX_FOLDS
+from iris_fpga.explore.front import MIN_CV
 from iris_fpga.explore.runner import Cluster, Sweep, progress_for
 from iris_fpga.explore.space import expand, load_space
 from iris_fpga.terminal import report_error, show
 
-MAX_SEEDS = 100
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineParser(description="Find the cheapest Iris network that still classifies: BuildModel.py over a "
-                     "space of settings on a Dask cluster, da4ml's estimate for every point, yosys for the "
-                     "accuracy/LUT Pareto front.", formatter_class=DefaultsHelpFormatter)
+                     "space of settings on a Dask cluster, each point scored by K-fold cross-validation on the "
+                     "training samples, yosys for the whole IP of the qualifying Pareto front; the winner is then "
+                     "built once on all of them and scored on the test set.", formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--space", type=Path, help="JSON: BuildModel.py option names to lists of values "
-                        "(default: the built-in 24 points over --hidden, --weight-bits, --activation-bits, --sparsity)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per point; a point scores its worst seed")
+                        "(default: the built-in 24 points over --hidden, --weight-bits, --sparsity, --epochs)")
+    parser.add_argument("--folds", type=int, default=3, help="K: each point is trained K times, each without one "
+                        "stratified fold of the training samples (fold I: seed I-1), and scored on that fold")
+    parser.add_argument("--min-cv", type=float, default=MIN_CV, help="the winner's worst fold must reach this "
+                        "C-simulation accuracy (0 to 1)")
     parser.add_argument("--out", type=Path, default=Path("explore"), help="results.json, pareto.md, pareto.png, "
                         "winner.txt and every run's folder (runs/)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786 "
@@ -31,8 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for option, help_text in DATA_OPTIONS.items():
         parser.add_argument(option, type=Path if option == "--csv" else str, help=f"{help_text}: passed to every run")
     args = parser.parse_args(argv)
-    if not 1 <= args.seeds <= MAX_SEEDS:
-        raise ToolError(f"--seeds must be 1 to {MAX_SEEDS} (got {args.seeds})")
+    if not 2 <= args.folds <= MAX_FOLDS:
+        raise ToolError(f"--folds must be 2 to {MAX_FOLDS} (got {args.folds})")
+    if not 0 <= args.min_cv <= 1:  # NaN too
+        raise ToolError(f"--min-cv must be a fraction from 0 to 1, e.g. 0.95 (got {args.min_cv})")
     if args.workers is not None and (args.scheduler or args.workers < 1):
         raise ToolError("--workers sizes the local cluster: at least 1, and not with --scheduler "
                         "(the scheduler's own workers run the points)")
@@ -47,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         points = expand(space, str(args.space) if args.space else "the default space")
         prepare_out(args.out)
         cluster = Cluster(args.scheduler, args.workers)
-        show(f"{len(points)} points x {args.seeds} seeds; results in {args.out / outputs.RESULTS}")
+        show(f"{len(points)} points x {args.folds} folds; results in {args.out / outputs.RESULTS}")
         with progress_for() as progress:
-            sweep = Sweep(points, list(range(args.seeds)), args.out, space, cluster, progress)
+            sweep = Sweep(points, args.folds, args.min_cv, args.out, space, cluster, progress)
             result = sweep.run()
-        return report(result, args.out)
+        return report(result, args.out, args.min_cv)
     except ToolError as exc:
         return report_error(exc)
     except KeyboardInterrupt:
@@ -89,7 +94,7 @@ def prepare_out(out: Path) -> None:
         raise ToolError(f"cannot create --out {out} ({exc.strerror}): choose a writable folder") from None
 
 
-def report(result: dict, out: Path) -> int:
+def report(result: dict, out: Path, min_cv: float) -> int:
     failed = [p for p in result["points"] if p["status"] == "failed"]
     for point in failed:
         show(f"failed point {' '.join(point['args'])}: {'; '.join(point['errors'])}", file=sys.stderr)
@@ -98,14 +103,20 @@ def report(result: dict, out: Path) -> int:
          f"{out / outputs.TABLE}, {out / outputs.PLOT}")
     error = result["estimate_error"]
     if error:
-        show(f"da4ml's LUT estimate against yosys on the {error['runs']} measured runs: median "
+        show(f"da4ml's LUT estimate against yosys on the {error['runs']} measured folds: median "
              f"{error['median_percent']:+.1f}%, from {error['min_percent']:+.1f}% to {error['max_percent']:+.1f}%")
     win = result["winner"]
     if win is None:
-        show(f"no measured point reaches {100 * MIN_ACCURACY:.2f}% C-simulation accuracy on every seed")
+        show(outputs.winner_text(None, min_cv), end="")
         return ExitCode.CHECK_FAILED
-    show(f"winner: {win['point_lut']:,} LUT (yosys, largest of its seeds), every seed >= {100 * MIN_ACCURACY:.2f}% "
-         f"on the 30 test samples; seed {win['seed']}: {win['lut']:,} LUT, {win['ff']:,} FF, {win['latency_cycles']} "
-         f"cycles, C-sim {100 * win['csim']:.2f}%, Keras {100 * win['keras']:.2f}%, validation "
-         f"{100 * win['val_accuracy']:.2f}%\nrebuild it: {win['command']}")
+    show(f"winner (fewest whole-IP LUT with every fold >= {100 * min_cv:.2f}%): {' '.join(win['args'])}: "
+         f"CV {100 * win['cv_accuracy']:.2f}% mean, {100 * win['cv_min']:.2f}% worst fold, whole IP "
+         f"{win['cv_ip_lut']:,} LUT (largest of its folds)")
+    if "error" in win:
+        show(f"the winner's final build failed: {win['error']}", file=sys.stderr)
+        return ExitCode.CHECK_FAILED
+    show(f"built on all the training samples: whole IP {win['ip_lut']:,} LUT, {win['ip_ff']:,} FF, {win['ip_dsp']} "
+         f"DSP, {win['ip_bram']:g} BRAM (datapath {win['lut']:,} LUT, {win['latency_cycles']} cycles); test accuracy "
+         f"{100 * win['test_accuracy']:.2f}% on the test set, scored once, after the choice\n"
+         f"rebuild it: {win['command']}")
     return ExitCode.OK

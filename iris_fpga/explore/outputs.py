@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 from iris_fpga.errors import ToolError
-from iris_fpga.explore.front import MIN_ACCURACY
 from iris_fpga.explore.records import check_results
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, is_regular_file, load_json, sha256_file
 
 RESULTS, TABLE, PLOT, WINNER = "results.json", "pareto.md", "pareto.png", "winner.txt"
-FORMAT = "iris-fpga-explore/1"
+FORMAT = "iris-fpga-explore/2"  # 2: cross-validated folds (1: seeds scored on the test set)
 MAX_RESULTS_BYTES = 256 * 2**20
 
 
@@ -52,34 +51,41 @@ def save_results(out: Path, results: dict) -> None:
 
 def front_table(front: list[dict]) -> str:
     """The Pareto front as a Markdown table, cheapest first."""
-    lines = ["| settings | C-sim (worst seed) | Keras (worst) | validation (worst) | sparsity | LUT | FF | "
-             "latency | by |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| settings | CV mean | CV worst fold | Keras (worst fold) | validation (worst) | sparsity | "
+             "datapath LUT | whole IP LUT | FF | latency | by |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in front:
-        lines.append(f"| `{' '.join(p['args'])}` | {100 * p['accuracy']:.2f}% | {100 * p['keras_accuracy']:.2f}% | "
-                     f"{100 * p['val_accuracy']:.2f}% | {100 * p['sparsity']:.1f}% | {p['lut']:,} | {p['ff']:,} | "
-                     f"{p['latency_cycles']} | {p['estimated_by']} |")
+        ip_lut = f"{p['ip_lut']:,}" if p["ip_lut"] is not None else "-"
+        lines.append(f"| `{' '.join(p['args'])}` | {100 * p['cv_accuracy']:.2f}% | {100 * p['cv_min']:.2f}% | "
+                     f"{100 * p['keras_accuracy']:.2f}% | {100 * p['val_accuracy']:.2f}% | "
+                     f"{100 * p['sparsity']:.1f}% | {p['lut']:,} | {ip_lut} | {p['ff']:,} | {p['latency_cycles']} | "
+                     f"{p['estimated_by']} |")
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, points: list[dict], front: list[dict], winner: dict | None, seeds: list[int],
-                  made: dict) -> dict:
+def winner_text(winner: dict | None, min_cv: float) -> str:
+    """winner.txt: the rebuild command, or why there is none."""
+    if winner is None:
+        return f"no measured point reaches {100 * min_cv:.2f}% C-simulation accuracy on its worst fold\n"
+    return winner["command"] + "\n"
+
+
+def write_outputs(out: Path, points: list[dict], front: list[dict], winner: dict | None, folds: int,
+                  min_cv: float, made: dict) -> dict:
     """The table, the plot and the winner's command, replacing only what ``made`` lists (see
     :func:`check_ours`); returns their sha256 for results.json, which the caller writes."""
-    n = len(seeds)
-    head = (f"Pareto front: C-simulation accuracy on the 30 test samples (worst of {n} seed{'s' * (n > 1)}) "
-            "against datapath LUT (largest of the seeds)\n\n")
-    text = winner["command"] + "\n" if winner else f"no measured point reaches {100 * MIN_ACCURACY:.2f}% on every seed\n"
-    files = {TABLE: (head + front_table(front)).encode(), PLOT: pareto_png(points, front, winner, n),
-             WINNER: text.encode()}
+    head = (f"Pareto front: C-simulation accuracy on held-out folds of the training samples ({folds}-fold "
+            "cross-validation; the test set takes no part) against datapath LUT (largest of the folds)\n\n")
+    files = {TABLE: (head + front_table(front)).encode(), PLOT: pareto_png(points, front, winner, folds, min_cv),
+             WINNER: winner_text(winner, min_cv).encode()}
     check_ours(out, made)
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
-def pareto_png(points: list[dict], front: list[dict], winner: dict | None, n_seeds: int) -> bytes:
-    """Accuracy against LUT; colour = latency in cycles; filled = yosys, hollow = da4ml's estimate;
-    the front's points labelled with their settings' values."""
+def pareto_png(points: list[dict], front: list[dict], winner: dict | None, folds: int, min_cv: float) -> bytes:
+    """Worst fold's accuracy against datapath LUT; colour = latency in cycles; filled = yosys, hollow =
+    da4ml's estimate; the front's points labelled with their settings' values."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,24 +102,24 @@ def pareto_png(points: list[dict], front: list[dict], winner: dict | None, n_see
         if not group:
             continue
         colors = [cmap(norm(p["latency_cycles"])) for p in group]
-        ax.scatter([p["lut"] for p in group], [100 * p["accuracy"] for p in group], s=60,
+        ax.scatter([p["lut"] for p in group], [100 * p["cv_min"] for p in group], s=60,
                    c=colors if filled else "none", edgecolors=colors, linewidths=1.5,
                    label="LUT measured by yosys" if filled else "LUT estimated by da4ml")
     for p in front:
-        ax.annotate(short_label(p["args"]), (p["lut"], 100 * p["accuracy"]),
+        ax.annotate(short_label(p["args"]), (p["lut"], 100 * p["cv_min"]),
                     textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.step([p["lut"] for p in front], [100 * p["accuracy"] for p in front], where="post", color="grey", lw=1,
+    ax.step([p["lut"] for p in front], [100 * p["cv_min"] for p in front], where="post", color="grey", lw=1,
             label="Pareto front")
-    ax.axhline(100 * MIN_ACCURACY, color="tab:red", ls="--", lw=1, label="29 of 30 test samples")
+    ax.axhline(100 * min_cv, color="tab:red", ls="--", lw=1, label=f"--min-cv {min_cv:g}")
     if winner:
-        ax.scatter([winner["point_lut"]], [100 * winner["point_accuracy"]], marker="*", s=300, c="tab:red",
-                   zorder=3, label=f"winner: {winner['point_lut']:,} LUT")
+        ax.scatter([winner["cv_lut"]], [100 * winner["cv_min"]], marker="*", s=300, c="tab:red", zorder=3,
+                   label=f"winner: whole IP {winner['cv_ip_lut']:,} LUT")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, ticks=cycles,
                  label="latency (clock cycles)")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
-    ax.set_xlabel("datapath LUT (largest of the seeds)")
-    ax.set_ylabel(f"C-simulation accuracy, worst of {n_seeds} seeds (%)")
-    ax.set_title("Iris networks: accuracy on the 30 test samples against datapath LUT")
+    ax.set_xlabel(f"datapath LUT (largest of the {folds} folds)")
+    ax.set_ylabel(f"C-simulation accuracy, worst of {folds} held-out folds (%)")
+    ax.set_title("Iris networks: cross-validated accuracy against datapath LUT")
     ax.legend(loc="lower right", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

@@ -3,9 +3,10 @@ checked for its type, so that a damaged or forged file is one line and exit 2 in
 TypeError in the middle of a sweep.
 
 A run is either a failure (``error``: text; a later sweep retries it) or a success: ``worker``,
-the accuracies and sparsity as fractions, da4ml's figures, and optionally the rtl step's outcome
-(its own ``error``, or yosys's figures). A point is ``id``, ``settings``, ``args`` (text) and
-``runs`` by seed.
+the accuracies and sparsity as fractions, da4ml's figures, and optionally the measurement of the
+rtl and ip steps (its own ``error``, or yosys's figures of the datapath and of the whole IP). A
+point is ``id``, ``settings``, ``args`` (text), ``runs`` by fold (``fold1`` ..) and, once chosen,
+its ``final`` run.
 """
 from __future__ import annotations
 
@@ -56,7 +57,21 @@ def run_problem(run: Any) -> str | None:
     if "error" in rtl:
         return None if isinstance(rtl["error"], str) else "has an rtl 'error' that is not text"
     problem = _figures_problem(rtl.get("yosys"), 1)  # a LUT count divides da4ml's error: never 0
-    return f"'rtl.yosys' {problem}" if problem else None
+    if problem:
+        return f"'rtl.yosys' {problem}"
+    problem = _ip_problem(rtl.get("ip"))
+    return f"'rtl.ip' {problem}" if problem else None
+
+
+def _ip_problem(figures: Any) -> str | None:
+    """The whole IP's yosys figures: LUT (at least 1), FF and DSP counts, BRAM (halves: a number)."""
+    if not isinstance(figures, dict):
+        return "is not an object of LUT, FF, DSP and BRAM"
+    wrong = [k for k in ("LUT", "FF", "DSP") if not _is_count(figures.get(k), 1 if k == "LUT" else 0)]
+    bram = figures.get("BRAM")
+    if not wrong and (isinstance(bram, bool) or not isinstance(bram, (int, float)) or not 0 <= bram < 1e9):
+        wrong = ["BRAM"]
+    return f"has no count {wrong[0]!r}" if wrong else None
 
 
 def point_problem(point: Any) -> str | None:
@@ -73,10 +88,16 @@ def point_problem(point: Any) -> str | None:
     runs = point.get("runs")
     if not isinstance(runs, dict):
         return "has no 'runs' object"
-    for seed, run in runs.items():
+    for name, run in runs.items():
         problem = run_problem(run)
         if problem:
-            return f"run {seed!r} {problem}"
+            return f"run {name!r} {problem}"
+    if "final" in point:
+        problem = run_problem(point["final"])
+        if problem:
+            return f"'final' {problem}"
+        if "error" not in point["final"] and "rtl" not in point["final"]:
+            return "'final' has no 'rtl' measurement"
     return None
 
 

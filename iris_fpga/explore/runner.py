@@ -1,7 +1,9 @@
-"""The sweep: every point at every seed up to the C-simulation, then the rtl step on the Pareto
-front until every point on it is measured; results.json is rewritten after every run."""
+"""The sweep: every point on every fold up to the C-simulation, then the whole IP (rtl and ip steps)
+of the front's qualifying points until the rule can choose, then the winner's final build;
+results.json is rewritten after every run."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -13,7 +15,7 @@ from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.explore import front as fr
 from iris_fpga.explore import outputs
 from iris_fpga.explore.space import Point
-from iris_fpga.explore.task import CSIM, RTL, Run, run_build
+from iris_fpga.explore.task import CSIM, IP, Run, run_build
 from iris_fpga.terminal import escape_lines, show
 
 CONNECT_TIMEOUT_S = 30
@@ -69,10 +71,11 @@ def connect(client_class, address: str):
 
 
 class Sweep:
-    """The points of the space at the seeds, what earlier sweeps into ``out`` kept, and the cluster."""
+    """The points of the space at K folds, what earlier sweeps into ``out`` kept, and the cluster."""
 
-    def __init__(self, points: list[Point], seeds: list[int], out: Path, space: dict, cluster: Cluster, progress):
-        self.points, self.seeds, self.out, self.space = points, seeds, out, space
+    def __init__(self, points: list[Point], folds: int, min_cv: float, out: Path, space: dict, cluster: Cluster,
+                 progress):
+        self.points, self.folds, self.min_cv, self.out, self.space = points, folds, min_cv, out, space
         self.cluster, self.progress = cluster, progress
         results = outputs.load_results(out)
         kept = outputs.points_by_id(results)
@@ -84,29 +87,38 @@ class Sweep:
         self.winner = None
 
     def run(self) -> dict:
-        """Run what is missing; return the summary with the winner (None when no measured point qualifies)."""
+        """Score every point by cross-validation, measure the whole IP of the front's qualifying points
+        until the rule can choose, then build the winner once on all 120 training samples and score it
+        on the test set; return the summary (``winner`` None when no measured point qualifies)."""
         started = time.monotonic()
-        self.execute([self.make_run(p, seed, CSIM) for p in self.points for seed in self.seeds
-                      if str(seed) not in self.records[p.id]["runs"]])
-        while todo := [run for point in fr.pareto(self.summaries()) if point["estimated_by"] != "yosys"
-                       for run in self.rtl_runs(point)]:
+        self.execute([self.make_run(p, fold, CSIM) for p in self.points for fold in range(1, self.folds + 1)
+                      if f"fold{fold}" not in self.records[p.id]["runs"]])
+        while todo := [run for point in fr.candidates(self.summaries(), self.min_cv) for run in self.ip_runs(point)]:
             self.execute(todo)
         summaries = self.summaries()
+        chosen = fr.choose(summaries, self.min_cv)
+        if chosen is not None:
+            if "final" not in self.records[chosen["id"]]:
+                self.execute([self.make_run(self.point(chosen["id"]), None, IP)])
+            self.winner = fr.winner(chosen, self.records[chosen["id"]].get("final"))
         front = fr.pareto(summaries)
-        self.winner = fr.winner(summaries, self.seeds)
-        self.made = outputs.write_outputs(self.out, summaries, front, self.winner, self.seeds, self.made)
+        self.made = outputs.write_outputs(self.out, summaries, front, self.winner, self.folds, self.min_cv,
+                                          self.made)
         self.save(front)
         return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started,
                 "estimate_error": fr.estimate_error(summaries)}
 
-    def make_run(self, point: Point, seed: int, kind: str) -> Run:
-        folder = (self.out / "runs" / f"{point.id}-seed{seed}").resolve()
-        return Run(point.id, point.args, seed, str(folder), point.latency_cutoff, kind)
+    def point(self, point_id: str) -> Point:
+        return next(p for p in self.points if p.id == point_id)
 
-    def rtl_runs(self, summary: dict) -> list[Run]:
-        point = next(p for p in self.points if p.id == summary["id"])
-        return [self.make_run(point, seed, RTL) for seed in self.seeds
-                if "rtl" not in summary["runs"][str(seed)]]
+    def make_run(self, point: Point, fold: int | None, kind: str) -> Run:
+        run = Run(point.id, point.args, fold, self.folds, "", point.latency_cutoff, kind)
+        folder = (self.out / "runs" / f"{point.id}-{run.name}").resolve()
+        return dataclasses.replace(run, output_dir=str(folder))
+
+    def ip_runs(self, summary: dict) -> list[Run]:
+        return [self.make_run(self.point(summary["id"]), fold, IP) for fold in range(1, self.folds + 1)
+                if "rtl" not in summary["runs"][f"fold{fold}"]]
 
     def execute(self, runs: list[Run]) -> None:
         """Run ``runs`` on the cluster; record and save each as it finishes; report failures and go on."""
@@ -116,7 +128,7 @@ class Sweep:
 
         client = self.cluster.start()
         slots = self.cluster.slots()
-        futures = {client.submit(run_build, run, pure=False, key=f"{run.kind}-{run.point_id}-{run.seed}"): run
+        futures = {client.submit(run_build, run, pure=False, key=f"{run.kind}-{run.point_id}-{run.name}"): run
                    for run in runs}
         done = 0
         try:
@@ -132,20 +144,22 @@ class Sweep:
             client.cancel(list(futures))
 
     def store(self, run: Run, record: dict) -> None:
-        runs = self.records[run.point_id]["runs"]
-        if run.kind == CSIM:
-            runs[str(run.seed)] = record
+        point = self.records[run.point_id]
+        if run.fold is None:
+            point["final"] = record
+        elif run.kind == CSIM:
+            point["runs"][run.name] = record
         else:
-            runs[str(run.seed)]["rtl"] = record
+            point["runs"][run.name]["rtl"] = record
         self.save(None)
 
     def summaries(self) -> list[dict]:
-        return [fr.summarize(self.records[p.id], self.seeds) for p in self.points]
+        return [fr.summarize(self.records[p.id], self.folds) for p in self.points]
 
     def save(self, front: list[dict] | None) -> None:
         on_front = {p["id"] for p in front or ()}
         points = [{**p, "pareto": p["id"] in on_front if front is not None else None} for p in self.summaries()]
-        outputs.save_results(self.out, {"space": self.space, "seeds": self.seeds, "min_accuracy": fr.MIN_ACCURACY,
+        outputs.save_results(self.out, {"space": self.space, "folds": self.folds, "min_cv": self.min_cv,
                                         "points": points, "winner": self.winner,
                                         "estimate_error": fr.estimate_error(points), "other_points": self.other,
                                         "outputs": self.made})
@@ -163,11 +177,12 @@ def _without_errors(record: dict | None) -> dict | None:
     if record is None:
         return None
     runs = {}
-    for seed, run in record.get("runs", {}).items():
+    for name, run in record.get("runs", {}).items():
         if "error" in run:
             continue
-        runs[seed] = {k: v for k, v in run.items() if k != "rtl"} if "error" in run.get("rtl", {}) else run
-    return {**record, "runs": runs}
+        runs[name] = {k: v for k, v in run.items() if k != "rtl"} if "error" in run.get("rtl", {}) else run
+    kept = {k: v for k, v in record.items() if k != "final" or "error" not in v}
+    return {**kept, "runs": runs}
 
 
 def describe(run: Run, record: dict) -> str:
@@ -175,14 +190,17 @@ def describe(run: Run, record: dict) -> str:
     where = f"[{record.get('worker', '?')}]"
     if "error" in record:
         return f"FAILED {where} {run.command()}: {record['error']}"
-    if run.kind == RTL:
-        y = record["yosys"]
-        got = f"yosys {y['LUT']:,} LUT, {y['FF']:,} FF, {y['latency_cycles']} cycles"
-    else:
-        d = record["da4ml"]
-        got = (f"C-sim {100 * record['csim']:.2f}%, Keras {100 * record['keras']:.2f}%, validation "
-               f"{100 * record['val_accuracy']:.2f}%, da4ml {d['LUT']:,} LUT, {d['latency_cycles']} cycles")
-    return f"{where} {run.command()}: {got} ({record['seconds']:.0f} s)"
+    measured = record.get("rtl", record) if run.kind == IP else None
+    parts = []
+    if run.kind == CSIM or run.fold is None:
+        held_out = f"fold {run.fold}/{run.folds}" if run.fold else "the test set"
+        parts.append(f"C-sim {100 * record['csim']:.2f}% on {held_out}, Keras {100 * record['keras']:.2f}%, "
+                     f"validation {100 * record['val_accuracy']:.2f}%, da4ml {record['da4ml']['LUT']:,} LUT")
+    if measured:
+        y, ip = measured["yosys"], measured["ip"]
+        parts.append(f"yosys: whole IP {ip['LUT']:,} LUT, datapath {y['LUT']:,} LUT, {y['FF']:,} FF, "
+                     f"{y['latency_cycles']} cycles")
+    return f"{where} {run.command()}: {'; '.join(parts)} ({record['seconds']:.0f} s)"
 
 
 def plain_progress(line: str, *, done: int, running: int, left: int, total: int, phase: str) -> None:

@@ -16,21 +16,27 @@ from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import load_json
 from iris_fpga.flow.cli import make_parser, parse_args
 
-#: 3 x 2 x 2 x 2 = 24 points: small networks around the README's 16-16-3, 4/4-bit one.
+#: 3 x 2 x 2 x 2 = 24 points: one or two small hidden layers, 3- or 5-bit weights, 4-bit activations,
+#: half and three quarters pruned, and the training budget tiny networks need (30 or 150 epochs at
+#: lr 0.01). The whole IP's fixed part (float casts, softmax, AXI-Stream) is most of a small IP's LUT.
 DEFAULT_SPACE = {
-    "--hidden": ["8", "16", "16,16"],
-    "--weight-bits": [4, 6],
-    "--activation-bits": [4, 6],
+    "--hidden": ["4", "8", "8,8"],
+    "--weight-bits": [3, 5],
+    "--activation-bits": [4],
     "--sparsity": [0.5, 0.75],
+    "--epochs": [30, 150],
+    "--lr": [0.01],
 }
-#: Options the explorer sets for every run (folders, seed, steps) and why a space cannot.
+#: Options the explorer sets for every run (folders, seed, fold, steps) and why a space cannot.
 OWNED = {
-    "--seed": "the seeds come from --seeds",
+    "--seed": "each fold has its own seed (fold I: seed I-1), the final build seed 0",
+    "--cv-fold": "the folds come from --folds",
     "--output-dir": "every run gets its own folder under --out",
     "--package-dir": "every run gets its own folder under --out",
     "--from": "the explorer chooses the steps",
     "--to": "the explorer chooses the steps",
-    "--rtl": "the explorer runs the rtl step on the Pareto front itself",
+    "--rtl": "the explorer measures the front's whole IP itself",
+    "--accelerator": "the explorer measures the project's own IP (--accelerator rtl) on the front itself",
     "--quiet": "the explorer keeps each run's output in its log",
     "-q": "the explorer keeps each run's output in its log",
 }
@@ -43,7 +49,7 @@ class Point:
 
     settings: dict
     args: tuple[str, ...]
-    latency_cutoff: int  # the rtl step's, for da4ml's estimate of the same pipeline
+    latency_cutoff: float  # the rtl step's, for da4ml's estimate of the same pipeline
 
     @property
     def id(self) -> str:
@@ -86,11 +92,11 @@ def check_point(args: tuple[str, ...], parse_args):
     """The point's BuildConfig, after everything a run of it would check before its first step:
     BuildModel.py's parser and BuildConfig on the full argument list of both kinds of run (the
     explorer's own options included), and the board."""
-    from iris_fpga.explore.task import CSIM, RTL, Run
+    from iris_fpga.explore.task import CSIM, IP, Run
     from iris_fpga.hls import check_board
 
-    for kind in (CSIM, RTL):
-        _, config = parse_args(Run("check", args, 0, "runs/check", 0, kind).argv()[1:])
+    for fold, kind in ((1, CSIM), (1, IP), (None, IP)):
+        _, config = parse_args(Run("check", args, fold, 2, "runs/check", 0, kind).argv()[1:])
     check_board(config.board)
     return config
 

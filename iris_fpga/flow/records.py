@@ -58,6 +58,8 @@ def manifest(build: Build) -> dict:
         "sparsity": build.results["train"]["sparsity"],
         "numerical_profile": build.results.get("profile", {}).get("counts"),
         "accuracy": csim["accuracy"],
+        # --cv-fold: accuracy is then the held-out fold's, {fold, folds, accuracy} (absent otherwise)
+        **({"cv": csim["cv"]} if "cv" in csim else {}),
         "bitstream_built": "bitstream" in build.results,
         # rtl: the sha256 of the IP's Verilog that package/emulation/'s library was built from
         "ip_verilog_sha256": (build.results["emulator"]["verilog_sha256"]

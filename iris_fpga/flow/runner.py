@@ -37,25 +37,30 @@ class BuildModel(Build):
         if not active:
             reasons = "; ".join(f"{n}: {why}" for n, why in self.skipped.items())
             raise ToolError(f"--from {start} --to {stop} runs no step ({reasons})")
-        self.prepare([step.name for step in steps])
+        standalone = all(step.standalone for step in active)  # deploy: touches only package/
+        self.prepare([step.name for step in steps], standalone)
         self.step_keys = self.keys()
         self.gather(active, start)
         for i, step in enumerate(active, 1):
             self.run_step(step, f"[{i}/{len(active)}]")
-        self.work.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.work / "last_run.json", {
-            "seconds": self.timings,
-            "reused": [step.name for step in active if step.name not in self.timings],
-            "skipped": self.skipped,
-        })
+        if not standalone:
+            self.work.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.work / "last_run.json", {
+                "seconds": self.timings,
+                "reused": [step.name for step in active if step.name not in self.timings],
+                "skipped": self.skipped,
+            })
         self.summary()
         return ExitCode.OK
 
-    def prepare(self, names: list[str]) -> None:
-        """Refuse what would fail later, before any step runs: unknown board, unwritable folders."""
+    def prepare(self, names: list[str], standalone: bool = False) -> None:
+        """Refuse what would fail later, before any step runs: unknown board, unwritable folders.
+        Standalone steps write no folder of the build: they check their own."""
         from iris_fpga.hls import check_board
 
         check_board(self.config.board)
+        if standalone:
+            return
         check_folders(self.config.output_dir, self.config.package_dir, replace_package="package" in names)
         for folder in (self.output_dir, self.package_dir.parent):
             _check_writable(folder)

@@ -38,12 +38,22 @@ EMULATOR_DIR = "emulator"  # <output-dir>/emulator/: the IP as a shared library 
 # -- data, train ------------------------------------------------------------------------------
 def step_data(build: Build) -> Outcome:
     split = iris_data.load_split(build.config)
+    fold = build.config.cv_fold
+    if fold:  # X_test/y_test are then the held-out fold: every later step scores it, never the test set
+        split = iris_data.fold_split(split, *fold, iris_data.scaling(build.config))
     build.loaded["split"] = split
     outputs = iris_data.save_split(split, build.staging)
     dataset = iris_data.description(build.config, split)
-    log.info("          %s: %d features, %d training, %d test samples, classes %s", dataset["name"],
-             len(split.features), len(split.X_train), len(split.X_test), printable(", ".join(split.classes)))
+    log.info("          %s: %d features, %d training, %d %s samples, classes %s", dataset["name"],
+             len(split.features), len(split.X_train), len(split.X_test), held_out_name(build),
+             printable(", ".join(split.classes)))
     return Outcome({"n_train": len(split.X_train), "n_test": len(split.X_test), "dataset": dataset}, tuple(outputs))
+
+
+def held_out_name(build: Build) -> str:
+    """What X_test holds: the test set, or fold I/K of the training part (``--cv-fold``)."""
+    fold = build.config.cv_fold
+    return f"held-out fold {fold[0]}/{fold[1]}" if fold else "test"
 
 
 def step_train(build: Build) -> Outcome:
@@ -113,6 +123,9 @@ def step_csim(build: Build) -> Outcome:
         "simulate_s": round(t2 - t1, 3),
         **ip_interface(hls_model, split.X_test),
     }
+    fold = build.config.cv_fold
+    if fold:
+        result["cv"] = {"fold": fold[0], "folds": fold[1], "accuracy": result["accuracy"]["csim"]}
     return Outcome(result, (*outputs, graph, library))
 
 
@@ -156,7 +169,7 @@ def accuracy_lines(build: Build, result: dict) -> list[tuple[str, str]]:
     acc = result["accuracy"]
     n_test = build.results.get("data", {}).get("n_test", 0)
     lines = [("accuracy", f"Keras {100 * acc['keras']:.2f}%, C-simulation {100 * acc['csim']:.2f}% on {n_test} "
-                          f"test samples; classes agree on {100 * acc['agreement']:.2f}%")]
+                          f"{held_out_name(build)} samples; classes agree on {100 * acc['agreement']:.2f}%")]
     outside = result["inputs_out_of_range"]
     if outside:
         lines.append(("inputs", f"{len(outside)} test samples hold values outside {result['input_type']}'s range "

@@ -91,65 +91,117 @@ def _literal(value: int, width: int) -> str:
     return f"-{width}'sd{-value}" if value < 0 else f"{width}'sd{value}"
 
 
-def float_to_code_function(name: str, t: FixedType) -> list[str]:
-    """A Verilog function: float32 bits -> code of ``t``, as ap_fixed's constructor from float.
+@dataclass(frozen=True)
+class FloatCast:
+    """The float32 -> fixed cast in two register stages (``clocked`` lines go inside an
+    ``always @(posedge clk)``): stage 1 decodes the word into sign, mantissa and a clamped shift
+    amount; stage 2 shifts, and two's-complements a negative value. ``result`` is stage 2's output."""
+
+    declarations: list[str]
+    clocked: list[str]
+    stage2: list[str]
+    result: str
+
+
+def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
+    """``word`` (float32 bits, a register) cast to ``t`` as ap_fixed's constructor from float does.
 
     ap_fixed_base(double) aligns the mantissa (hidden bit set, NaN/inf taken as huge numbers),
     two's-complements a negative one, then shifts: the value floor(x * 2**frac) wraps to ``width``
     bits; +-0 gives 0, inf and NaN give 0 (they shift out), a tiny negative gives -1 LSB.
-    Only TRN/WRAP types (hls4ml's input default) are generated.
+    Here the mantissa, placed above ``width - 1`` zero bits, is shifted right by
+    r = width - 1 - (exponent - 150 + frac): r < 0 leaves nothing in the type's bits (0), r >= the
+    span leaves only the sticky bits. r is clamped to [0, span] in stage 1, so stage 2's shifter is
+    as narrow as the type allows. Only TRN/WRAP types (hls4ml's input default) are generated.
     """
     if t.rounding != "TRN" or t.saturation != "WRAP" or t.saturation_bits:
         raise ToolError(f"ip: input type {t}: only truncation with wrap-around is generated for the float cast "
                         "(hls4ml's default input type); set the input precision to ap_fixed<W,I>", ExitCode.USAGE)
     w = t.width
+    span = 24 + w - 1  # mantissa bits above w - 1 zero bits
+    rw = span.bit_length()  # bits of the clamped shift amount
+    top = w - 1 + 150 - t.frac  # r = top - biased exponent (exponent 0 counts as 1)
+    if not 0 <= top <= 255 + span:
+        raise ToolError(f"ip: input type {t} has no bit a float32 can reach", ExitCode.USAGE)
+    n = name
+    return FloatCast(
+        declarations=[
+            f"wire [7:0] {n}_e = ({word}[30:23] == 8'd0) ? 8'd1 : {word}[30:23];",
+            f"wire signed [10:0] {n}_r = 11'sd{top} - $signed({{3'b0, {n}_e}});",
+            f"reg {n}_neg, {n}_zero;",
+            f"reg [23:0] {n}_man;",
+            f"reg [{rw - 1}:0] {n}_sh;",
+        ],
+        clocked=[
+            f"{n}_neg <= {word}[31];",
+            f"{n}_man <= {{|{word}[30:23], {word}[22:0]}};",
+            f"{n}_zero <= ({n}_r < 0);",
+            f"{n}_sh <= ({n}_r > {span}) ? {rw}'d{span} : {n}_r[{rw - 1}:0];",
+        ],
+        stage2=[
+            f"wire [{span - 1}:0] {n}_z = " + (f"{{{n}_man, {w - 1}'b0}};" if w > 1 else f"{n}_man;"),
+            f"wire [{span - 1}:0] {n}_kept = {n}_z >> {n}_sh;",
+            f"wire {n}_sticky = |({n}_z & ~({{{span}{{1'b1}}}} << {n}_sh));",
+            f"wire [{w - 1}:0] {n}_mag = {n}_kept[{w - 1}:0];",
+            f"wire [{w - 1}:0] {n} = {n}_zero ? {w}'d0 : {n}_neg ? (~{n}_mag + {{{{{w - 1}{{1'b0}}}}, ~{n}_sticky}}) "
+            f": {n}_mag;",
+        ],
+        result=n,
+    )
+
+
+def sign_magnitude(name: str, code: str, t: FixedType) -> list[str]:
+    """Wires ``{name}_neg``, ``{name}_mag`` (``t.width`` bits, unsigned) and ``{name}_lz`` (its
+    leading zeros; ``t.width`` for 0): the first stage of the fixed -> float32 cast, so that the
+    second (``normalized_float_function``) only shifts."""
+    w = t.width
+    neg = f"{code}[{w - 1}]" if t.signed else "1'b0"
+    return [f"wire {name}_neg = {neg};", f"wire [{w - 1}:0] {name}_mag = {name}_neg ? (~{code} + 1'b1) : {code};",
+            f"wire [{_lz_bits(t) - 1}:0] {name}_lz = leading_zeros({name}_mag);"]
+
+
+def leading_zeros_function(t: FixedType) -> list[str]:
+    """``leading_zeros``: the leading zero bits of a ``t.width``-bit magnitude (a priority encoder)."""
+    w, lw = t.width, _lz_bits(t)
     return [
-        f"function [{w - 1}:0] {name};",
-        "    input [31:0] word;",
-        "    reg [23:0] man;",
-        f"    reg [{w - 1}:0] mag;",
-        "    reg sticky;",
-        "    integer sh;",
+        f"function [{lw - 1}:0] leading_zeros;",
+        f"    input [{w - 1}:0] mag;",
+        "    integer k;",
         "    begin",
-        "        man = {|word[30:23], word[22:0]};",
-        f"        sh = (word[30:23] == 8'd0 ? 1 : word[30:23]) - 150 + {t.frac};",
-        "        if (sh >= 0) begin",
-        f"            mag = (sh >= {w}) ? {{{w}{{1'b0}}}} : ({{{{{w}{{1'b0}}}}, man}} << sh);",
-        "            sticky = 1'b0;",
-        "        end else begin",
-        "            mag = (-sh >= 24) ? {" + str(w) + "{1'b0}} : (man >> -sh);",
-        "            sticky = (-sh >= 24) ? |man : |(man & ~({24{1'b1}} << -sh));",
-        "        end",
-        f"        {name} = word[31] ? (~mag + {{{{{w - 1}{{1'b0}}}}, ~sticky}}) : mag;",
+        f"        leading_zeros = {lw}'d{w};",
+        f"        for (k = 0; k < {w}; k = k + 1) if (mag[k]) leading_zeros = {lw}'d{w - 1} - k[{lw - 1}:0];",
         "    end",
         "endfunction",
     ]
 
 
-def code_to_float_function(name: str, t: FixedType) -> list[str]:
-    """A Verilog function: code of ``t`` -> float32 bits, exact (as ``(float) ap_fixed``)."""
-    w, f = t.width, t.frac
+def normalized_float_function(name: str, t: FixedType) -> list[str]:
+    """A Verilog function: (sign, magnitude, leading zeros) of a code of ``t`` -> float32 bits, exact
+    (as ``(float) ap_fixed``): the magnitude shifted up to its leading one, the exponent from the
+    count."""
+    w, f, lw = t.width, t.frac, _lz_bits(t)
     if w > 24 or 127 - f < 1 or w - 1 - f + 127 > 254:
         raise ToolError(f"ip: output type {t} is not exactly a float32 (at most 24 bits, exponents in range)",
                         ExitCode.USAGE)
-    sign = f"code[{w - 1}]" if t.signed else "1'b0"
+    fraction = "aligned[" + f"{w - 2}:0]" if w > 1 else ""
+    pad = 23 - (w - 1)
+    mantissa = ", ".join(p for p in (fraction, f"{pad}'d0" if pad else "") if p)
     return [
         f"function [31:0] {name};",
-        f"    input [{w - 1}:0] code;",
-        f"    reg [{w - 1}:0] mag;",
-        f"    reg [{w + 23}:0] aligned;",
-        "    reg neg;",
-        "    integer k, top;",
+        "    input neg;",
+        f"    input [{w - 1}:0] mag;",
+        f"    input [{lw - 1}:0] lz;",
+        f"    reg [{w - 1}:0] aligned;",
         "    begin",
-        f"        neg = {sign};",
-        "        mag = neg ? (~code + 1'b1) : code;",
-        "        top = -1;",
-        f"        for (k = 0; k < {w}; k = k + 1) if (mag[k]) top = k;",
-        f"        aligned = {{{{24{{1'b0}}}}, mag}} << (23 - top);",
-        "        if (top < 0)",
+        "        aligned = mag << lz;",
+        f"        if (lz == {lw}'d{w})",
         f"            {name} = 32'd0;",
         "        else",
-        f"            {name} = {{neg, top[7:0] + 8'd{127 - f}, aligned[22:0]}};",
+        f"            {name} = {{neg, 8'd{w - 1 - f + 127} - {{{{{8 - lw}{{1'b0}}}}, lz}}, {mantissa}}};",
         "    end",
         "endfunction",
     ]
+
+
+def _lz_bits(t: FixedType) -> int:
+    return t.width.bit_length()

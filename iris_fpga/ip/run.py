@@ -4,9 +4,11 @@ From the exported graph (csim step): da4ml's datapath (as the rtl step builds it
 ``myproject_axi`` ports, with hls4ml's softmax from the C-simulation's own tables. Verilator runs it
 under cocotb with cocotbext-axi as the DMA: the test samples and the random set, without and with
 random pauses on both sides, one frame per batch and one per sample; every output word must equal
-the C-simulation's float32 output and every softmax input its traced pre-softmax value. yosys then
-counts the whole IP's cells against the part. Writes ``<ip_dir>/src/*.v`` and the ``ip`` section of
-``hardware_estimate.json`` (beside the rtl step's datapath figures).
+the C-simulation's float32 output and every softmax input its traced pre-softmax value. yosys (beside
+that build) counts the whole IP's cells against the part and times its worst register-to-register
+logic path; its mapped netlist, simulated with the xc7 cell models, must give the same words.
+Writes ``<ip_dir>/src/*.v`` and the ``ip`` section of ``hardware_estimate.json`` (beside the rtl
+step's datapath figures).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,11 @@ from iris_fpga.datapath.run import load_graph, prepare_dir
 log = logging.getLogger(__name__)
 
 SETS = ("test", "random")
+#: The worst register-to-register logic delay allowed (ns): above WARN_NS a warning (routing on a
+#: 7-series part often adds as much again as the logic), above FAIL_NS the step fails.
+WARN_NS, FAIL_NS = 5.0, 6.0
+TIMING_METHOD = ("yosys sta on the ip step's own xc7 mapping (synth_xilinx -nobram, LUTs by abc -luts), with "
+                 "the xc7 cell delays of yosys' cells_sim.v; no routing: a logic-only lower bound, not Vivado's timing")
 
 
 def run_ip(
@@ -39,7 +47,7 @@ def run_ip(
     estimate_path: Path,
     *,
     part: str = "xc7z020clg400-1",
-    latency_cutoff: int = 5,
+    latency_cutoff: float = 2.5,
     seed: int = 0,
     y_hls_path: Path | None = None,
     synthesize: bool = True,
@@ -65,22 +73,20 @@ def run_ip(
     seconds["verilog"] = time.monotonic() - t
 
     top = design.module
-    runner, seconds["verilator_build"] = verify.timed(verify.build, ip_dir, [ip_dir / s for s in sources], top)
-    runs, seconds["simulation"] = verify.timed(verify.stream, ip_dir, runner, top, samples, design.n_out, seed)
-    for run in runs:
-        verify.compare(run, want_words, want_pre, labels)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # yosys (one thread) beside the Verilator build (make -j 2)
+        synthesis = pool.submit(synth.synthesize, ip_dir, top, sources=sources, longest_path=True,
+                                timing=True) if synthesize else None
+        runs = _verify_rtl(ip_dir, [ip_dir / s for s in sources], top, design.n_out, seed, seconds,
+                           (samples, want_words, want_pre, labels))
+        result = synthesis.result() if synthesis else None
     steady = runs[0]
-    paused = [r for r in runs if "paused" in r["name"]]
-    for run in paused:
-        if not (run["stalls"]["in_idle"] and run["stalls"]["out_valid_not_ready"]):
-            raise ToolError(f"ip: run {run['name']}: the pauses did not stall both streams ({run['stalls']})",
-                            ExitCode.CHECK_FAILED)
     counts = {name: len(graph["sets"][name]["x_float32"]) for name in SETS}
-    log.info("ip: every output word equals the C-simulation in %d runs (%s)", len(runs), ", ".join(r["name"] for r in runs))
-
-    result = synth.synthesize(ip_dir, top, sources=sources, longest_path=True) if synthesize else None
+    timing = netlist_exact = None
     if result:
         seconds["yosys"] = result["seconds"]
+        timing = check_timing(result["timing"])
+        _verify_netlist(ip_dir, result["netlist"], top, design.n_out, seed, seconds, (samples, want_words, labels))
+        netlist_exact = {name: {"matched": counts[name], "total": counts[name]} for name in SETS}
     device_name, capacity = rpt.device_for(part)
     resources = synth.resources(result["cells"]) if result else None
     percent, fits = rpt.utilisation(resources, capacity) if resources else (None, None)
@@ -96,8 +102,7 @@ def run_ip(
         "utilisation_percent": percent,
         "fits": fits,
         "longest_path_cells": result.get("longest_path_cells") if result else None,
-        "timing_note": "no timing analysis here: longest_path_cells is yosys' longest chain of cells between "
-        f"registers (ltp -noff), a proxy; {IP_CLOCK_HZ / 1e6:g} MHz is the PYNQ-Z2 design's clock",
+        "timing": timing,
         "cycles_per_sample": round(steady["span_cycles"] / len(samples), 4),
         "cycles_per_sample_how": f"{len(samples)} samples in one frame, sink always ready: clocks from the first "
         "input handshake to the last output handshake, divided by the samples",
@@ -106,6 +111,11 @@ def run_ip(
         "datapath_latency_cycles": design.latency,
         "fifo_rows": design.fifo_rows,
         "bit_exact": {name: {"matched": counts[name], "total": counts[name]} for name in SETS},
+        "netlist_bit_exact": netlist_exact,
+        "netlist_how": "yosys' mapped xc7 netlist (no block RAM: cells_sim.v models it for timing only) with "
+        "its cells_sim.v models (LUT, MUXF, CARRY4, FDRE, RAM32M, SRL16E, DSP48E1), Verilated with only the top's "
+        "ports public: every sample in one frame under random pauses on both sides, every output word against "
+        "the C-simulation, frames and TLAST",
         "runs": [{"name": r["name"], "stalls": r["stalls"]} for r in runs],
         "compared": "every output word (float32 bits) against the C-simulation's outputs and every softmax "
         "input against hls4ml's trace, in each run; frame lengths and TLAST",
@@ -118,7 +128,52 @@ def run_ip(
     return section
 
 
-def write_ip(graph: dict, ip_dir: Path, latency_cutoff: int, part: str) -> tuple[Design, list[str]]:
+def _verify_rtl(ip_dir: Path, sources: list[Path], top: str, n_out: int, seed: int, seconds: dict,
+                reference: tuple) -> list[dict]:
+    """The IP's Verilog on Verilator: every run of verify.RUNS equals the C-simulation; the runs' records."""
+    samples, want_words, want_pre, labels = reference
+    runner, seconds["verilator_build"] = verify.timed(verify.build, ip_dir, sources, top)
+    runs, seconds["simulation"] = verify.timed(verify.stream, ip_dir, runner, top, samples, n_out, seed)
+    for run in runs:
+        verify.compare(run, want_words, want_pre, labels)
+    for run in (r for r in runs if "paused" in r["name"]):
+        if not (run["stalls"]["in_idle"] and run["stalls"]["out_valid_not_ready"]):
+            raise ToolError(f"ip: run {run['name']}: the pauses did not stall both streams ({run['stalls']})",
+                            ExitCode.CHECK_FAILED)
+    log.info("ip: every output word equals the C-simulation in %d runs (%s)", len(runs),
+             ", ".join(r["name"] for r in runs))
+    return runs
+
+
+def _verify_netlist(ip_dir: Path, netlist: Path, top: str, n_out: int, seed: int, seconds: dict,
+                    reference: tuple) -> None:
+    """yosys' netlist with the xc7 cell models on Verilator: every output word equals the C-simulation."""
+    samples, want_words, labels = reference
+    name = "netlist_build"
+    runner, seconds["netlist_build"] = verify.timed(verify.build, ip_dir, [synth.cell_models(), netlist], top,
+                                                    name=name, quick_compile=True)
+    runs, seconds["netlist_simulation"] = verify.timed(verify.stream, ip_dir, runner, top, samples, n_out, seed,
+                                                       runs=verify.NETLIST_RUNS, ports_only=True, name=name)
+    for run in runs:
+        verify.compare(run, want_words, None, labels)
+    log.info("ip: the synthesized netlist's output words equal the C-simulation (%s)", runs[0]["name"])
+
+
+def check_timing(found: dict) -> dict:
+    """``ip.timing`` from yosys' worst path; CHECK_FAILED above FAIL_NS, a warning above WARN_NS."""
+    timing = {"logic_ns": found["logic_ns"], "budget_ns": 1e9 / IP_CLOCK_HZ, "start": found["start"],
+              "end": found["end"], "method": TIMING_METHOD}
+    where = f"{timing['logic_ns']:.2f} ns of logic from {timing['start']} to {timing['end']}"
+    if timing["logic_ns"] > FAIL_NS:
+        raise ToolError(f"ip: {where}, over the {FAIL_NS} ns limit of the {timing['budget_ns']:g} ns clock "
+                        "(lower --latency-cutoff to pipeline the datapath more)", ExitCode.CHECK_FAILED)
+    if timing["logic_ns"] > WARN_NS:
+        log.warning("ip: %s: over %.1f ns, little of the %g ns clock is left for routing", where, WARN_NS,
+                    timing["budget_ns"])
+    return timing
+
+
+def write_ip(graph: dict, ip_dir: Path, latency_cutoff: float, part: str) -> tuple[Design, list[str]]:
     """The datapath (da4ml) and the top module in ``ip_dir/src``; returns the design and the Verilog
     paths relative to ``ip_dir``, submodules first."""
     from da4ml.codegen.rtl.rtl_model import get_io_kifs

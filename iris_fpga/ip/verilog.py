@@ -1,9 +1,10 @@
 """The IP's top module in Verilog-2005: hls4ml's ``myproject_axi`` ports around da4ml's datapath.
 
-Dataflow (one register stage per line; nothing after the input ever stalls):
-  in_r handshake -> raw word -> float32 cast to the input type, shifted into the sample vector
-  -> datapath (da4ml, ``latency`` clocks) -> softmax: max; exp table; sum and inverse table;
-  products -> float32 words -> output FIFO (one row per sample) -> output register -> out_r.
+Dataflow (one register stage per step; nothing after the input ever stalls):
+  in_r handshake -> float32 cast stage 1 (decode) -> stage 2 (shift, negate) completes the sample
+  -> datapath (da4ml: its input register, ``latency`` stages) -> softmax: max; exp table; sum and
+  inverse table; products -> sign, magnitude and leading zeros -> (float32 words) output FIFO (one
+  row per sample; an empty one passes the row on) -> output register -> out_r.
 The datapath cannot stall, so a sample is admitted (its last input word accepted) only with a free
 FIFO row reserved for it: credits = FIFO rows minus samples in flight or queued. in_r_TREADY and
 every out_r signal come from registers.
@@ -18,8 +19,11 @@ from iris_fpga.ip import casts
 from iris_fpga.ip.casts import Code
 from iris_fpga.datapath.fixedpoint import FixedType
 
-#: Register stages from the datapath's output to a FIFO row: max, exp, sum/inverse, product, float.
+#: Register stages from the datapath's output to a FIFO row: max, exp, sum/inverse, product, float
+#: magnitude (the float32 word is written to the FIFO from it).
 SOFTMAX_STAGES = 5
+#: Register stages from an input handshake to the datapath's input register: the cast's first stage.
+INPUT_STAGES = 1
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Design:
 
 def fifo_rows_for(latency: int, n_in: int, n_out: int) -> int:
     """Rows that keep the input streaming while samples are in flight (power of two, for the pointers)."""
-    in_flight = 2 + latency + SOFTMAX_STAGES + 2 + n_out  # clocks from admission to leaving the FIFO
+    in_flight = INPUT_STAGES + latency + 1 + SOFTMAX_STAGES + 2 + n_out  # clocks from admission to leaving the FIFO
     rows = -(-in_flight // n_in) + 2
     return 1 << (rows - 1).bit_length()
 
@@ -122,42 +126,42 @@ def _parameters(d: Design) -> list[str]:
 
 def _input_side(d: Design) -> list[str]:
     t, s = d.in_type, d.in_slots
-    vec_bits = s.width * d.n_in
-    cast_fn = casts.float_to_code_function("float_to_input", t)
-    code = Code("in_code", t.signed, t.width, t.frac)
+    cast = casts.float_to_code("in_code", "in_r_TDATA", t)
+    code = Code(cast.result, t.signed, t.width, t.frac)
     slot = casts.cast("in_slot", code, FixedType(s.signed, s.width, s.width - s.frac), "the datapath input slot")
-    shift_in = "in_slot" if d.n_in == 1 else f"{{in_slot, vec[{vec_bits - 1}:{s.width}]}}"
+    held = s.width * (d.n_in - 1)  # the sample's earlier words, already cast
+    sample = "in_slot" if d.n_in == 1 else "{in_slot, vec}"
     return [
-        "// ---- input: handshake, then one register before and one after the float cast",
-        *cast_fn,
+        "// ---- input: handshake; the float cast's first stage registers the decoded word, its second",
+        "// (shift, negate) completes the sample with the earlier words, straight into the datapath's input register",
         "reg [IW-1:0] in_pos;        // word of the sample the next handshake carries",
         "reg in_last_seen;           // TLAST seen on an earlier word of this sample",
         "reg [CW-1:0] credits;       // FIFO rows not yet promised to a sample",
         "wire in_end = (in_pos == N_IN - 1);",
         "assign in_r_TREADY = ap_rst_n & (~in_end | (credits != 0));",
         "wire in_fire = in_r_TVALID & in_r_TREADY;",
-        "reg [31:0] w_data;",
-        "reg w_valid, w_end, w_last;",
-        f"wire [{t.width - 1}:0] in_code = float_to_input(w_data);",
+        "reg c_valid, c_end, c_last;  // the cast's first stage holds a word",
+        *cast.declarations,
+        *cast.stage2,
         *slot,
-        f"reg [{vec_bits - 1}:0] vec;",
-        "reg launch, launch_last;",
+        *([f"reg [{held - 1}:0] vec;"] if held else []),
+        f"wire [{s.width * d.n_in - 1}:0] sample = {sample};",
+        "wire launch = c_valid & c_end, launch_last = c_last;",
         "always @(posedge ap_clk) begin",
         "    if (!ap_rst_n) begin",
-        "        in_pos <= 0; in_last_seen <= 1'b0; w_valid <= 1'b0; launch <= 1'b0;",
+        "        in_pos <= 0; in_last_seen <= 1'b0; c_valid <= 1'b0;",
         "    end else begin",
-        "        w_valid <= in_fire;",
+        "        c_valid <= in_fire;",
         "        if (in_fire) begin",
         "            in_pos <= in_end ? {IW{1'b0}} : in_pos + 1'b1;",
         "            in_last_seen <= ~in_end & (in_last_seen | in_r_TLAST);",
         "        end",
-        "        launch <= w_valid & w_end;",
         "    end",
         "    if (in_fire) begin",
-        "        w_data <= in_r_TDATA; w_end <= in_end; w_last <= in_last_seen | in_r_TLAST;",
+        *[f"        {line}" for line in cast.clocked],
+        "        c_end <= in_end; c_last <= in_last_seen | in_r_TLAST;",
         "    end",
-        f"    if (w_valid) vec <= {shift_in};",
-        "    if (w_valid & w_end) launch_last <= w_last;",
+        *([f"    if (c_valid) vec <= sample[{s.width * d.n_in - 1}:{s.width}];"] if held else []),
         "end",
         "",
     ]
@@ -170,7 +174,7 @@ def _datapath(d: Design) -> list[str]:
     lines = [
         "// ---- the network: da4ml's datapath (cannot stall); a valid/last pipeline runs beside it",
         f"wire [{out_bits - 1}:0] dp_out;",
-        f"{d.datapath} datapath ({clk}.model_inp(vec), .model_out(dp_out));",
+        f"{d.datapath} datapath ({clk}.model_inp(sample), .model_out(dp_out));",
     ]
     if d.latency:
         lines += [
@@ -304,25 +308,34 @@ def _output_side(d: Design) -> list[str]:
     res_t = FixedType.from_dict(d.softmax["types"]["res_t"])
     n, rb = d.n_out, d.row_bits
     row = "{sm_le, " + ", ".join(f"word{i}" for i in reversed(range(n))) + "}"
+    w, lw = res_t.width, res_t.width.bit_length()
     return [
-        "// ---- float32 words, FIFO of one row per sample, output register",
-        *casts.code_to_float_function("result_to_float", res_t),
-        *[f"reg [31:0] word{i};" for i in range(n)],
+        "// ---- float32 words: sign, magnitude and leading zeros registered, then normalized into a FIFO row;",
+        "// FIFO of one row per sample, output register",
+        *casts.leading_zeros_function(res_t),
+        *casts.normalized_float_function("result_to_float", res_t),
+        *[line for i in range(n) for line in casts.sign_magnitude(f"res_sm{i}", f"sm_res[{i}]", res_t)],
+        *[f"reg [{w - 1}:0] fl_mag{i};" for i in range(n)],
+        *[f"reg [{lw - 1}:0] fl_lz{i};" for i in range(n)],
+        "reg [N_OUT-1:0] fl_neg;",
         "reg sm_ve, sm_le;",
         "always @(posedge ap_clk) begin",
         "    sm_ve <= ap_rst_n & sm_vd; sm_le <= sm_ld;",
-        *[f"    word{i} <= result_to_float(sm_res[{i}]);" for i in range(n)],
+        *[f"    fl_neg[{i}] <= res_sm{i}_neg; fl_mag{i} <= res_sm{i}_mag; fl_lz{i} <= res_sm{i}_lz;" for i in range(n)],
         "end",
+        *[f"wire [31:0] word{i} = result_to_float(fl_neg[{i}], fl_mag{i}, fl_lz{i});" for i in range(n)],
         f"reg [{rb - 1}:0] fifo [0:ROWS-1];",
         "reg [PW:0] wr_ptr, rd_ptr;",
         "reg [OW-1:0] out_pos;",
         "wire fifo_has = (wr_ptr != rd_ptr);",
-        f"wire [{rb - 1}:0] head = fifo[rd_ptr[PW-1:0]];",
-        "wire load = fifo_has & (~out_r_TVALID | out_r_TREADY);",
+        f"wire [{rb - 1}:0] row = {row};",
+        "// an empty FIFO passes the row being written straight on (it is written all the same, as the head)",
+        f"wire [{rb - 1}:0] head = fifo_has ? fifo[rd_ptr[PW-1:0]] : row;",
+        "wire load = (fifo_has | sm_ve) & (~out_r_TVALID | out_r_TREADY);",
         "wire pop = load & (out_pos == N_OUT - 1);",
         "wire reserve = in_fire & in_end;",
         "always @(posedge ap_clk) begin",
-        f"    if (sm_ve) fifo[wr_ptr[PW-1:0]] <= {row};",
+        "    if (sm_ve) fifo[wr_ptr[PW-1:0]] <= row;",
         "    if (!ap_rst_n) begin",
         "        wr_ptr <= 0; rd_ptr <= 0; out_pos <= 0; credits <= ROWS; out_r_TVALID <= 1'b0;",
         "    end else begin",

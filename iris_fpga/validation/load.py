@@ -17,7 +17,7 @@ from iris_fpga import contract
 from iris_fpga.errors import ToolError
 from iris_fpga.fileio import MAX_NPY_BYTES, TEXT_KINDS, load_npy, printable, read_untrusted, refuse_link
 from iris_fpga.validation import records
-from iris_fpga.validation.sources import (CSIM_STEP, DATA_STEP, ON_TARGET, PACKAGE_STEP, RTL_STEP,
+from iris_fpga.validation.sources import (DATA_STEP, ON_TARGET, PACKAGE_STEP, RTL_STEP,
                                           SOURCES, Maker)
 
 X_TEST, Y_TEST, CLASSES, SCALER = contract.DATA_FILES  # the package's test data, as the data step names it

@@ -1,0 +1,43 @@
+"""The IP's float32 -> fixed input cast alone, Verilated, against hls4ml's own ap_fixed C++ (g++ on the
+ap_types headers inside the installed hls4ml) on over 20,000 float32 patterns; and a truncating
+mutant of it, which the same check must catch. About 40 s a type (one Verilator build each)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iris_fpga.ip import cast_check
+from iris_fpga.datapath.fixedpoint import FixedType
+
+DEFAULT_INPUT = FixedType(signed=True, width=16, integer=6)  # hls4ml's default precision, the IP's input type
+
+
+def test_patterns_cover_every_exponent_sign_and_special():
+    words = cast_check.float_patterns()
+    assert words.size >= 20_000
+    exponents, signs = (words >> 23) & 0xFF, words >> 31
+    assert set(exponents.tolist()) == set(range(256)) and set(signs.tolist()) == {0, 1}
+    floats = words.view(np.float32)
+    assert np.isnan(floats).any() and np.isposinf(floats).any() and np.isneginf(floats).any()
+    assert {0x0, 0x80000000, 0x1, 0x80000001} <= set(words.tolist())  # signed zeros, subnormals
+    grid = cast_check.grid_patterns(DEFAULT_INPUT, 100).view(np.float32).astype(np.float64) * 2**DEFAULT_INPUT.frac
+    assert (grid != np.floor(grid)).any() and (grid < -2**15).any() and (grid >= 2**15).any()  # off grid, outside
+
+
+@pytest.mark.parametrize("t", [DEFAULT_INPUT, FixedType(signed=True, width=8, integer=3),
+                               FixedType(signed=False, width=10, integer=2)], ids=str)
+def test_cast_equals_ap_fixed(t, tmp_path):
+    result = cast_check.compare(t, tmp_path)
+    assert result["total"] >= 20_000
+    assert result["matched"] == result["total"], result["first_mismatch"]
+
+
+def test_truncating_cast_fails_the_check(tmp_path):
+    """A negative value rounded toward zero instead of floored: the mutant the random set used to miss."""
+    own = cast_check.cast_module(DEFAULT_INPUT)
+    mutant = own.replace("~code_sticky", "1'b1")
+    assert mutant != own
+    result = cast_check.compare(DEFAULT_INPUT, tmp_path, mutant)
+    first = result["first_mismatch"]
+    assert result["matched"] < result["total"] and first["float"] < 0
+    assert (first["verilog"] - first["ap_fixed"]) % 2**16 == 1  # one LSB above the floor
