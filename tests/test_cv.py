@@ -62,6 +62,7 @@ def test_a_bad_fold_is_one_line_and_exit_2(tmp_path, value, message):
 
 @pytest.mark.slow
 def test_a_fold_build_scores_its_fold_and_never_the_test_set(tmp_path):
+    from iris_fpga.config import BuildConfig
     from iris_fpga.data import load_split
 
     result = run_buildmodel("--hidden", "8", "--cv-fold", "2/3", "--to", "package", cwd=tmp_path,
@@ -74,7 +75,7 @@ def test_a_fold_build_scores_its_fold_and_never_the_test_set(tmp_path):
     assert "on 40 held-out fold 2/3 samples" in result.stdout
     scaler = json.loads((package / "scaler.json").read_text())
     scored = raw_rows(np.load(package / "X_test.npy"), np.asarray(scaler["mean"]), np.asarray(scaler["scale"]))
-    split = load_split(0.2, 42)
+    split = load_split(BuildConfig())
     training = raw_rows(split.X_train, split.scaler_mean, split.scaler_scale)
     assert sum(scored.values()) == 40 and scored <= training  # training samples only, none of the test set's
     y_hls = np.load(package / "y_hls.npy")
