@@ -86,6 +86,10 @@ def dense_layer_names(n_hidden: int) -> tuple[str, ...]:
     """Keras/hls4ml names of the Dense layers: fc1 .. fcN, then output (the article's names for N = 3)."""
     return tuple(f"fc{i}" for i in range(1, n_hidden + 1)) + ("output",)
 
+# scikit-learn's bundled data sets (no download); "csv" is a user's table, named by --csv and --target.
+DATASETS = ("iris", "wine", "breast_cancer", "digits")
+CSV_DATASET = "csv"
+
 # Boards that work end to end: on_target.py drives a PYNQ-Z2 (it checks the bitstream's part,
 # xc7z020). hls4ml knows others (zcu102, Alveo cards), whose packages no board script here runs.
 BOARDS = ("pynq-z2",)
@@ -201,6 +205,15 @@ def check_board_supported(label: str, board: str) -> None:
                         f"{', '.join(BOARDS)} (on_target.py drives a PYNQ-Z2, part xc7z020)")
 
 
+def check_data_source(config: "BuildConfig") -> None:
+    """``--csv`` and ``--target`` go together, and with ``--dataset csv`` only."""
+    if (config.csv is None) != (config.target is None):
+        raise ToolError("--csv FILE and --target COLUMN go together: give both (or neither, for --dataset)")
+    if (config.csv is None) != (config.dataset != CSV_DATASET):
+        raise ToolError(f"--dataset {config.dataset} and --csv name two data sets: give one" if config.csv else
+                        f"--dataset {CSV_DATASET} needs --csv FILE --target COLUMN")
+
+
 def _widths_text(hidden: tuple[int, ...]) -> str:
     return ",".join(map(str, hidden))
 
@@ -245,8 +258,21 @@ class BuildConfig:
                                f"{_BITS.describe()}", keys=("train",), within=_BITS)
     activation_bits: int = setting(ARTICLE_BITS, f"bits of every hidden ReLU, quantized_relu(B), {_BITS.describe()}",
                                    keys=("train",), within=_BITS)
+    # the data (issue 32): a bundled data set, or a user's CSV table; the table's sha256 is what the data
+    # step's key hashes (not its path: a moved table with the same contents is the same data)
+    dataset: str = setting("iris", f"the data: scikit-learn's bundled {', '.join(DATASETS)} (no download); "
+                           f"{CSV_DATASET}: the table --csv names (implied by --csv)", keys=("data",),
+                           choices=DATASETS + (CSV_DATASET,))
+    csv: str | None = setting(None, "a CSV table instead of --dataset: a header row, numeric feature columns and "
+                              "the class column --target names (UTF-8, commas, RFC 4180 quoting)", parse=str,
+                              metavar="FILE")
+    target: str | None = setting(None, "the --csv table's column of class labels (text or integers)", keys=("data",),
+                                 parse=str,
+                                 metavar="COLUMN")
+    csv_sha256: str | None = setting(None, "sha256 of the --csv table, read when the build starts", keys=("data",),
+                                     option=False)
     # The split is fixed so that every seed is scored on the same 30 samples.
-    test_size: float = setting(0.2, "fraction of Iris held out as the test set", keys=("data",), option=False)
+    test_size: float = setting(0.2, "fraction of the data held out as the test set", keys=("data",), option=False)
     split_random_state: int = setting(42, "random_state of the test split", keys=("data",), option=False)
     # Cross-validation (issue 30): the explorer scores a point on held-out folds, never on the test set.
     cv_fold: tuple[int, int] | None = setting(
@@ -291,6 +317,8 @@ class BuildConfig:
         if recipe not in RECIPES:
             raise ToolError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
         given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("csv") is not None and given.get("dataset", "iris") == "iris":
+            given["dataset"] = CSV_DATASET  # --csv implies it; only the default gives way
         return cls(recipe=recipe, **{**RECIPES[recipe], **given}).validated()
 
     def __post_init__(self):
@@ -315,6 +343,7 @@ class BuildConfig:
                 raise ToolError(f"{label} must be one of {', '.join(declared.choices)} (got {printable(value)!r})")
             if declared.check is not None:
                 declared.check(label, value)
+        check_data_source(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:

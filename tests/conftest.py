@@ -91,6 +91,8 @@ FIXTURE_MARKERS = {
     "source": ("slow",),  # test_on_target's way to the session's build (through getfixturevalue)
     "small_build": ("slow", "verilator"),  # the 16-8-3 build with --rtl
     "small_rtl_build": ("slow", "verilator"),  # the same with --accelerator rtl
+    "dataset_build": ("slow", "verilator"),  # test_datasets_on_chip's wine and CSV builds with --accelerator rtl
+    "csim_build": ("slow",),  # test_datasets_on_chip's breast cancer and digits builds, --to csim
     "login": ("slow", "sshd"),  # a throwaway login on a real sshd on 127.0.0.1
     "hostile": ("slow", "sshd"),  # test_hostile_board: a hostile board behind a real sshd
     "scheduler": ("slow", "dask"),  # a real `dask scheduler` and two workers

@@ -17,9 +17,10 @@ def raw_rows(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> Counter:
 
 
 def test_the_folds_partition_the_training_part_stratified_and_leave_the_test_set_out():
+    from iris_fpga.config import BuildConfig
     from iris_fpga.data import fold_split, load_split
 
-    split = load_split(0.2, 42)
+    split = load_split(BuildConfig())
     training = raw_rows(split.X_train, split.scaler_mean, split.scaler_scale)
     held_out = Counter()
     for fold in (1, 2, 3):
@@ -37,12 +38,12 @@ def test_the_folds_partition_the_training_part_stratified_and_leave_the_test_set
 
 
 def test_more_folds_than_a_class_has_samples_is_one_usage_error():
-    from iris_fpga.data import IrisSplit, fold_split
+    from iris_fpga.data import Split, fold_split
     from iris_fpga.errors import ToolError
 
     y = np.eye(3, dtype=np.float32)[[0, 0, 0, 1, 1, 1, 2, 2]]
-    split = IrisSplit(np.zeros((8, 4), np.float32), y, np.zeros((0, 4)), np.zeros((0, 3)), np.array(["a", "b", "c"]),
-                      np.zeros(4), np.ones(4))
+    split = Split(np.zeros((8, 4), np.float32), y, np.zeros((0, 4)), np.zeros((0, 3)), np.array(["a", "b", "c"]),
+                  np.zeros(4), np.ones(4), ["w", "x", "y", "z"])
     with pytest.raises(ToolError, match="only 2 samples of one class.*choose K <= 2") as info:
         fold_split(split, 1, 3)
     assert info.value.code == 2
@@ -61,6 +62,7 @@ def test_a_bad_fold_is_one_line_and_exit_2(tmp_path, value, message):
 
 @pytest.mark.slow
 def test_a_fold_build_scores_its_fold_and_never_the_test_set(tmp_path):
+    from iris_fpga.config import BuildConfig
     from iris_fpga.data import load_split
 
     result = run_buildmodel("--hidden", "8", "--cv-fold", "2/3", "--to", "package", cwd=tmp_path,
@@ -73,7 +75,7 @@ def test_a_fold_build_scores_its_fold_and_never_the_test_set(tmp_path):
     assert "on 40 held-out fold 2/3 samples" in result.stdout
     scaler = json.loads((package / "scaler.json").read_text())
     scored = raw_rows(np.load(package / "X_test.npy"), np.asarray(scaler["mean"]), np.asarray(scaler["scale"]))
-    split = load_split(0.2, 42)
+    split = load_split(BuildConfig())
     training = raw_rows(split.X_train, split.scaler_mean, split.scaler_scale)
     assert sum(scored.values()) == 40 and scored <= training  # training samples only, none of the test set's
     y_hls = np.load(package / "y_hls.npy")

@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786 "
                         "(default: a local cluster)")
     parser.add_argument("--workers", type=int, help="workers of the local cluster (default: one per CPU)")
+    for option, help_text in DATA_OPTIONS.items():
+        parser.add_argument(option, type=Path if option == "--csv" else str, help=f"{help_text}: passed to every run")
     args = parser.parse_args(argv)
     if not 2 <= args.folds <= MAX_FOLDS:
         raise ToolError(f"--folds must be 2 to {MAX_FOLDS} (got {args.folds})")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = None
     try:
         args = parse_args(argv)
-        space = load_space(args.space)
+        space = with_data(load_space(args.space), args)
         points = expand(space, str(args.space) if args.space else "the default space")
         prepare_out(args.out)
         cluster = Cluster(args.scheduler, args.workers)
@@ -64,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             cluster.close()
+
+
+# BuildModel.py's data options (issue 32), which the explorer passes to every run of every point
+DATA_OPTIONS = {"--dataset": "the data set (BuildModel.py --dataset)", "--csv": "a CSV table (BuildModel.py --csv)",
+                "--target": "the --csv table's class column (BuildModel.py --target)"}
+
+
+def with_data(space: dict, args: argparse.Namespace) -> dict:
+    """The space with the data options given on this command line, as one value each (a run's cwd is the
+    repository, so the table's path is made absolute); an option both here and in the space is refused."""
+    given = {option: getattr(args, option[2:]) for option in DATA_OPTIONS if getattr(args, option[2:]) is not None}
+    if "--csv" in given:
+        given["--csv"] = given["--csv"].resolve()
+    twice = sorted(set(given) & set(space))
+    if twice:
+        raise ToolError(f"{twice[0]} is both an option here and a key of the space: give it once")
+    return {**space, **{option: [str(value)] for option, value in given.items()}}
 
 
 def prepare_out(out: Path) -> None:

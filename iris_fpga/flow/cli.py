@@ -15,6 +15,7 @@ import typing
 
 from iris_fpga import terminal
 from iris_fpga.arguments import DefaultsHelpFormatter, OneLineParser
+from iris_fpga.data import with_csv_digest
 from iris_fpga.config import RECIPES, SETTING, BuildConfig, option_name
 from iris_fpga.errors import ToolError
 from iris_fpga.flow.steps import STEP_NAMES
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, BuildConfig]
     if STEP_NAMES.index(args.start) > STEP_NAMES.index(args.stop):
         raise ToolError(f"--from {args.start} comes after --to {args.stop}: swap them")
     values = {field.name: getattr(args, field.name) for field in option_fields()}
-    return args, BuildConfig.for_recipe(values.pop("recipe"), **values)
+    return args, with_csv_digest(BuildConfig.for_recipe(values.pop("recipe"), **values))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,7 +94,7 @@ class Build:
         self.step_keys: dict[str, str] = {}
         self.loaded: dict[str, Any] = {}  # "split", "model", "hls_model": kept by the step that made them
 
-    def split(self) -> iris_data.IrisSplit:
+    def split(self) -> iris_data.Split:
         if "split" not in self.loaded:
             self.loaded["split"] = iris_data.load_saved(self.staging)
         return self.loaded["split"]

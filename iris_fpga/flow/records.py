@@ -49,6 +49,7 @@ def manifest(build: Build) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": build.config.to_dict(),
         "versions": versions_of(PACKAGES + (COMPILER,)),
+        "dataset": build.results["data"]["dataset"],
         "accelerator": build.config.accelerator,
         "part": board_part(build.config.board),
         "n_in": csim["n_in"],

@@ -19,7 +19,7 @@ from iris_fpga.flow.context import GRAPH, HLS_CONFIG, WEIGHTS, Build, Outcome, S
 from iris_fpga.contract import (BITSTREAM_FILES, BOARD_SCRIPT, CSIM_FILES, DATA_FILES, DRIVER, ESTIMATE, NOTEBOOK,
                                 PROFILE, VIVADO_REPORTS)
 from iris_fpga.errors import ExitCode, ToolError
-from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from iris_fpga.fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json, printable
 from iris_fpga.emulation.verilated_ip import BUILD_FLAGS as EMULATOR_FLAGS
 from iris_fpga.emulation.verilated_ip import HARNESS_SOURCE as EMULATOR_HARNESS
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
@@ -37,15 +37,17 @@ EMULATOR_DIR = "emulator"  # <output-dir>/emulator/: the IP as a shared library 
 
 # -- data, train ------------------------------------------------------------------------------
 def step_data(build: Build) -> Outcome:
-    split = iris_data.load_split(build.config.test_size, build.config.split_random_state)
+    split = iris_data.load_split(build.config)
     fold = build.config.cv_fold
     if fold:  # X_test/y_test are then the held-out fold: every later step scores it, never the test set
-        split = iris_data.fold_split(split, *fold)
+        split = iris_data.fold_split(split, *fold, iris_data.scaling(build.config))
     build.loaded["split"] = split
     outputs = iris_data.save_split(split, build.staging)
-    log.info("          Iris: %d training, %d %s samples, classes %s", len(split.X_train), len(split.X_test),
-             held_out_name(build), ", ".join(split.classes))
-    return Outcome({"n_train": len(split.X_train), "n_test": len(split.X_test)}, tuple(outputs))
+    dataset = iris_data.description(build.config, split)
+    log.info("          %s: %d features, %d training, %d %s samples, classes %s", dataset["name"],
+             len(split.features), len(split.X_train), len(split.X_test), held_out_name(build),
+             printable(", ".join(split.classes)))
+    return Outcome({"n_train": len(split.X_train), "n_test": len(split.X_test), "dataset": dataset}, tuple(outputs))
 
 
 def held_out_name(build: Build) -> str:
