@@ -405,13 +405,13 @@ def test_training_that_diverges_is_never_cached(tmp_path):
 
 
 # Settings that choose values or places but are not themselves inputs of any step's result.
-NOT_AN_INPUT = {"recipe", "rtl", "output_dir", "package_dir"}
+NOT_AN_INPUT = {"recipe", "rtl", "output_dir", "package_dir", "csv"}  # csv: a path; its contents (csv_sha256) key the build
 
 
 def _changed(config, name):
     value = getattr(config, name)
     if value is None:  # --cv-fold: off unless given
-        return {"cv_fold": (1, 3)}[name]
+        return {"cv_fold": (1, 3), "csv": "other.csv", "target": "label", "csv_sha256": "0" * 64}[name]
     if isinstance(value, bool):
         return not value
     if isinstance(value, tuple):
