@@ -153,7 +153,7 @@ def test_the_rule_chooses_on_cv_and_the_whole_ip_and_scores_the_test_set_once(sw
     # then, once: all 120 training samples, seed 0, the 30 test samples
     final = good["final"]
     state = state_of(final)
-    assert "cv" not in state["csim"]["result"] and state["data"]["result"] == {"n_train": 120, "n_test": 30}
+    assert "cv" not in state["csim"]["result"] and {k: state["data"]["result"][k] for k in ("n_train", "n_test")} == {"n_train": 120, "n_test": 30}
     assert "--cv-fold" not in final["command"] and "--seed 0 --accelerator rtl " in final["command"]
     assert winner["test_accuracy"] == final["csim"] == state["csim"]["result"]["accuracy"]["csim"]
     assert round(winner["test_accuracy"] * 30, 6) == round(winner["test_accuracy"] * 30)
