@@ -16,7 +16,7 @@ from pathlib import Path
 
 from iris_fpga import contract, testpause
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import atomic_write_json, printable, refuse_link, sha256_file
+from iris_fpga.fileio import atomic_write_json, is_regular_file, printable, refuse_link, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +192,9 @@ def _carry_over(old: Path, new: Path, old_manifest: dict, build_id: str, shown: 
                 raise ToolError(f"cannot copy {shown}/{name}/ into the new package ({_first_error(exc)}): "
                                 f"the package is left as it was; fix or move that entry and run again") from None
     old_id = old_manifest.get("build_id", "unknown")
-    results = [old / name for name in contract.RESULT_FILES if _is_regular(old / name)]
+    results = [old / name for name in contract.RESULT_FILES if is_regular_file(old / name)]
     notebook = old / contract.NOTEBOOK
-    edited = _is_regular(notebook) and \
+    edited = is_regular_file(notebook) and \
         sha256_file(notebook) != old_manifest.get("files", {}).get(contract.NOTEBOOK)
     aside = free_aside(new / contract.PREVIOUS, old_id)
     shown_aside = f"{shown}/{aside.relative_to(new).as_posix()}/"
@@ -227,13 +227,6 @@ def _copy(paths: list[Path], folder: Path) -> None:
         shutil.copy2(path, folder / path.name)
 
 
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
-        return False
-
-
 def _is_real_dir(path: Path) -> bool:
     try:
         return stat.S_ISDIR(path.lstat().st_mode)
@@ -243,4 +236,4 @@ def _is_real_dir(path: Path) -> bool:
 
 def _not_regular_entries(folder: str, names: list[str]) -> list[str]:
     """copytree's ``ignore``: links, FIFOs and devices in previous/ are not carried over."""
-    return [n for n in names if not (_is_regular(Path(folder) / n) or _is_real_dir(Path(folder) / n))]
+    return [n for n in names if not (is_regular_file(Path(folder) / n) or _is_real_dir(Path(folder) / n))]
