@@ -44,8 +44,10 @@ run: venv
 	cd package && ../$(PY) on_target.py --emulate
 	$(PY) utilities/validate_model.py package --html validation.html
 
+# Two pytest-xdist workers: the tests of one costly fixture stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: venv system-deps board-pythons
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: venv
 	$(PY) utilities/benchmark.py

@@ -100,9 +100,27 @@ FIXTURE_MARKERS = {
 }
 
 
+# -- parallel runs (`make test` runs two pytest-xdist workers with --dist loadgroup) -------------
+# Each worker has its own session fixtures. The cheap default build (``built``) is made by each
+# worker that needs it, so its many tests spread over both; the tests of a costly or stateful
+# fixture stay together on one worker, so it is made once: the first group a test's fixtures name.
+FIXTURE_GROUPS = {
+    "small_build": "small",  # the 16-8-3 IP: its ip step and netlist simulation are the suite's longest build
+    "small_rtl_build": "small",
+    "dataset_build": "datasets",
+    "csim_build": "datasets",
+    "hostile": "hostile-board",  # one sshd with its hostile ForceCommand
+    "scheduler": "dask",  # one Dask scheduler and its two workers
+    "chromium": "chromium",  # one headless Chromium
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        needs = {marker for name in getattr(item, "fixturenames", ())
-                 for marker in FIXTURE_MARKERS.get(name, ())}
+        names = getattr(item, "fixturenames", ())
+        needs = {marker for name in names for marker in FIXTURE_MARKERS.get(name, ())}
         for marker in sorted(needs):
             item.add_marker(marker)
+        group = next((FIXTURE_GROUPS[name] for name in FIXTURE_GROUPS if name in names), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
