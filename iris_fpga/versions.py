@@ -17,6 +17,7 @@ PACKAGES = (
     "numpy",
 )
 COMPILER = "g++"  # the C-simulation library depends on it: a "version" like the packages'
+VIVADO = "vivado"  # the bitstream depends on it: which Vivado would run (see vivado.installed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +42,13 @@ def compiler_version(compiler: str = "g++") -> str:
 
 
 def versions_of(names: tuple[str, ...]) -> dict[str, str]:
-    """Versions of ``names``: Python distributions, and ``g++`` (its first ``--version`` line)."""
-    found = dict(package_versions(tuple(name for name in names if name != COMPILER)))
+    """Versions of ``names``: Python distributions, ``g++`` (its first ``--version`` line) and
+    ``vivado`` (the installed tools' identity, without starting Vivado)."""
+    found = dict(package_versions(tuple(name for name in names if name not in (COMPILER, VIVADO))))
     if COMPILER in names:
         found[COMPILER] = compiler_version()
+    if VIVADO in names:
+        from iris_fpga.vivado import installed
+
+        found[VIVADO] = installed()
     return found

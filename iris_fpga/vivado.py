@@ -99,6 +99,26 @@ def find_vivado_rtl() -> Path | None:
     return _find_tool("vivado")
 
 
+def installed() -> str:
+    """Which Vivado (and Vivado HLS) a bitstream step would run: each tool's resolved path, size and
+    modification time, so that another installation or version changes the bitstream step's key.
+
+    Starting Vivado to ask its version takes seconds, and the cache keys are computed on every run;
+    Xilinx installs each version in its own folder (``.../Vivado/2020.1/bin``), which the path shows.
+    """
+    found = []
+    for name in ("vivado_hls", "vivado"):
+        tool = _find_tool(name)
+        if tool is not None:
+            real = tool.resolve()
+            try:
+                info = real.stat()
+            except OSError:
+                continue
+            found.append(f"{name}={real} ({info.st_size} bytes, mtime {info.st_mtime_ns})")
+    return "; ".join(found) or "not found"
+
+
 def not_found_message(accelerator: str) -> str:
     """What the summary says when the bitstream step finds no Vivado for ``accelerator``."""
     if accelerator == "rtl":

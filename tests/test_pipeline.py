@@ -491,3 +491,22 @@ def test_cache_keys_need_no_tensorflow():
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_another_vivado_rebuilds_the_bitstream_and_nothing_else(tmp_path, monkeypatch):
+    """A bitstream made by one Vivado is not reused under another (a second install, an upgrade)."""
+    from iris_fpga.config import BuildConfig
+    from iris_fpga.flow.runner import BuildModel
+
+    standin = Path(__file__).resolve().parent / "vivado_standin"
+    installs = [tmp_path / "Xilinx" / "Vivado" / version / "bin" for version in ("2023.2", "2024.1")]
+    for folder in installs:  # two installations side by side, each in its version's folder
+        shutil.copytree(standin, folder)
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    keys = []
+    for folder in (None, *installs, installs[0]):
+        monkeypatch.setenv("PATH", os.pathsep.join(([str(folder)] if folder else []) + ["/usr/bin", "/bin"]))
+        keys.append(BuildModel(BuildConfig(accelerator="rtl")).keys())
+    for before, after in zip(keys, keys[1:3]):
+        assert {step for step in after if after[step] != before[step]} == {"bitstream"}
+    assert keys[3] == keys[1]  # the same Vivado again: the bitstream is reused

@@ -25,7 +25,7 @@ from iris_fpga.emulation.verilated_ip import HARNESS_SOURCE as EMULATOR_HARNESS
 from iris_fpga.hls import WEIGHTS_DIR_SOURCE
 from iris_fpga.packaging import publish
 from iris_fpga.datapath.report import TOOLS as RTL_TOOLS
-from iris_fpga.versions import COMPILER
+from iris_fpga.versions import COMPILER, VIVADO
 
 log = logging.getLogger("BuildModel")
 
@@ -364,7 +364,7 @@ STEPS = (
          publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
     Step("emulator", step_emulator, versions=("verilator",), upstream=("ip",), when=ip_asked,
          summary=emulator_lines, code=(EMULATOR_HARNESS, " ".join(EMULATOR_FLAGS))),
-    Step("bitstream", step_bitstream, upstream=("convert", "ip"), may_skip="when Vivado is not installed",
+    Step("bitstream", step_bitstream, versions=(VIVADO,), upstream=("convert", "ip"), may_skip="when Vivado is not installed",
          publishes=BITSTREAM_FILES, summary=bitstream_lines),
     Step("package", step_package, cached=False, summary=package_lines),
     Step("deploy", step_deploy, when=board_named, cached=False, standalone=True),
