@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_fpga.config import IP_CLOCK_HZ
+from iris_fpga.config import CHAINS_PER_STAGE, IP_CLOCK_HZ
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json
 from iris_fpga.ip import verify
@@ -47,7 +47,7 @@ def run_ip(
     estimate_path: Path,
     *,
     part: str = "xc7z020clg400-1",
-    latency_cutoff: float = 2.5,
+    latency_cutoff: float = CHAINS_PER_STAGE,
     seed: int = 0,
     y_hls_path: Path | None = None,
     synthesize: bool = True,
