@@ -74,7 +74,7 @@ def build_library(sources: list[Path], top: str, build_dir: Path, extra_flags: t
         done = subprocess.run(command, cwd=build_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False)
     built = build_dir / "obj_dir" / LIBRARY_NAME
     if done.returncode != 0 or not built.is_file():
-        raise ToolError(f"emulator: the Verilator build of the IP's library failed; see {log_path}",
+        raise ToolError(f"verilator: the build of {build_dir.name}/{LIBRARY_NAME} failed; see {log_path}",
                         ExitCode.EXTERNAL_TOOL)
     library = build_dir / LIBRARY_NAME
     atomic_write_bytes(library, built.read_bytes())
