@@ -109,6 +109,9 @@ MAX_FIXED_WIDTH = 1024
 # The IP's clock in hls4ml's PYNQ-Z2 block design (FCLK0): the Verilog IP's FREQ_HZ. on_target.py
 # keeps its own copy (IP_CLOCK_HZ), which the board script's drift test compares with this one.
 IP_CLOCK_HZ = 100_000_000
+# Carry chains per register stage of the rtl datapath (--latency-cutoff's default): 3 keeps every
+# stage of the IP under 5 ns of logic (README, "The accelerator IP", gives the figures).
+CHAINS_PER_STAGE = 3.0
 
 
 def check_fixed_type(option: str, value: str) -> None:
@@ -295,9 +298,8 @@ class BuildConfig:
                                check=check_fixed_type)
     # rtl step (issue 9)
     rtl: bool = setting(False, "add the rtl step: Verilog, bit-exact simulation, resources")
-    # da4ml adder delays per pipeline stage: 2.5 keeps every stage of the IP's logic near 5 ns (README,
-    # "The accelerator IP", says why)
-    latency_cutoff: float = setting(2.5, "rtl pipeline: da4ml adder delays per stage (0: combinational)",
+    latency_cutoff: float = setting(CHAINS_PER_STAGE, "rtl pipeline: carry chains (adders, negations) per "
+                                    "register stage (0: combinational)",
                                     keys=("rtl", "ip"), within=Within(0))
     rtl_random: int = setting(2000, "random inputs the rtl step compares", keys=("csim",), within=Within(0))
     # the IP the package carries (manifest.json "accelerator")

@@ -101,7 +101,7 @@ def test_hardware_estimate_is_complete(rtl_run):
     assert pct["LUT"] == round(100 * res["LUT"] / 53200, 2) and 0 < pct["LUT"] < 100
     assert report["fits"] is True and "fits the xc7z020" in headline(report)
     assert report["latency_cycles"] >= 1 and report["initiation_interval"] == 1
-    assert report["settings"]["latency_cutoff"] == 2.5 and report["settings"]["part"] == "xc7z020clg400-1"
+    assert report["settings"]["latency_cutoff"] == 3.0 and report["settings"]["part"] == "xc7z020clg400-1"
     versions = report["versions"]
     assert versions["da4ml"] and versions["verilator"] and versions["yosys"].startswith("Yosys ")
     assert "Vivado HLS design (with --reuse-factor)" in report["what_was_estimated"] and "AXI DMA" in report["what_was_estimated"]

@@ -1,7 +1,7 @@
 """The accelerator IP for real, on the tests' small trained network (conftest's 16-8-3 build): Verilog
 generated from the exported graph, built with Verilator, driven by cocotbext-axi as the DMA (with and
 without pauses), compared word for word with the C-simulation, synthesized with yosys, timed with yosys'
-sta, and its xc7 netlist simulated too. The full ip step is the one `--accelerator rtl` ran in
+sta (within the 5.0 ns goal), and its xc7 netlist simulated too. The full ip step is the one `--accelerator rtl` ran in
 ``small_rtl_build`` (shared with tests/test_ip_emulation.py); deliberately wrong IPs are built here
 without synthesis. The default network's IP is measured by README's command (its ip step alone takes
 minutes), not here."""
@@ -17,8 +17,11 @@ import pytest
 from conftest import Build
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.ip import casts, run_ip
-from iris_fpga.ip.run import FAIL_NS, WARN_NS, check_timing
+from iris_fpga.ip.casts import Code
+from iris_fpga.ip.run import FAIL_NS, WARN_NS, check_timing, load_graph
 from iris_fpga.datapath.fixedpoint import FixedType
+from iris_fpga.datapath.stages import chain_depths, to_stages
+from iris_fpga.datapath.tracing import build_comb_logic
 
 
 def graph_file(built: Build) -> Path:
@@ -75,7 +78,7 @@ def test_estimate_gets_the_ip_section_beside_the_datapath(ip_run, small_build: B
     assert ip["longest_path_cells"] > 0
     timing = ip["timing"]  # yosys sta on the IP's own mapping: within the limit, between two named points
     assert set(timing) == {"logic_ns", "budget_ns", "start", "end", "method"} and timing["budget_ns"] == 10.0
-    assert 1.0 < timing["logic_ns"] <= FAIL_NS and timing["start"] and timing["end"]
+    assert 1.0 < timing["logic_ns"] <= WARN_NS and timing["start"] and timing["end"]  # the goal, not just the limit
     assert "no routing" in timing["method"] and "lower bound" in timing["method"]
     assert f"{timing['logic_ns']:.2f} ns" in ip["headline"]
     top = (root / "ip" / "src" / "myproject_axi.v").read_text()
@@ -144,3 +147,31 @@ def test_truncating_input_cast_is_caught_by_the_random_set_alone(small_build: Bu
     with pytest.raises(ToolError) as err:
         run_ip(altered, tmp_path / "ip", tmp_path / "e.json", synthesize=False)
     assert err.value.code == ExitCode.CHECK_FAILED and "random sample" in str(err.value)
+
+
+def test_stages_hold_at_most_the_cutoffs_carry_chains(small_build: Build):
+    """The datapath is cut by carry chains, negations and constant additions included (da4ml counts
+    those as no delay, so its own cut let 3-4 chains into a stage)."""
+    from da4ml.trace.pipeline import to_pipeline
+
+    comb = build_comb_logic(load_graph(graph_file(small_build)))
+    depths = chain_depths(comb)
+    depth = max(depths[i] for i in comb.out_idxs)
+    assert depth > max(comb.out_latency)  # more chains than da4ml's adder count
+    for cutoff in (1.0, 2.5, 3.0):
+        stages = to_stages(comb, cutoff)
+        ends = [max(s.out_latency) for s in stages.solutions]
+        assert ends[-1] == depth and len(ends) == int(np.ceil(depth / cutoff))
+        assert all(k * cutoff < end <= (k + 1) * cutoff for k, end in enumerate(ends))  # inputs registered
+    da4ml = to_pipeline(comb, 3.0, retiming=False, verbose=False)
+    assert len(da4ml.solutions) < len(to_stages(comb, 3.0).solutions)
+
+
+def test_saturation_is_left_out_only_where_it_cannot_act():
+    target = FixedType(signed=True, width=18, integer=8, rounding="RND", saturation="SAT")
+    narrow = casts.cast("y", Code("x", True, 16, 10), target, "a sum")  # 16 bits, 10 fraction: always fits
+    wide = casts.cast("y", Code("x", True, 20, 10), target, "a sum")
+    assert not any("y_hi" in line for line in narrow) and any("y_hi" in line for line in wide)
+    # unsigned, 11 fraction bits: 17 bits stay below 2**6; with 18, 2**7 - 2**-11 rounds up to 2**7, out of range
+    assert not any("y_hi" in line for line in casts.cast("y", Code("x", False, 17, 11), target, "a sum"))
+    assert any("y_hi" in line for line in casts.cast("y", Code("x", False, 18, 11), target, "a sum"))

@@ -1,6 +1,6 @@
 """The IP's float32 -> fixed input cast alone, Verilated, against hls4ml's own ap_fixed C++ (g++ on the
 ap_types headers inside the installed hls4ml) on over 20,000 float32 patterns; and a truncating
-mutant of it, which the same check must catch. About 40 s a type (one Verilator build each)."""
+mutant of it, which the same check must catch. All the casts share one Verilator and one g++ build."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +9,25 @@ import pytest
 from iris_fpga.ip import cast_check
 from iris_fpga.datapath.fixedpoint import FixedType
 
-pytestmark = [pytest.mark.slow, pytest.mark.verilator]  # a Verilator and a g++ build per type
+pytestmark = [pytest.mark.slow, pytest.mark.verilator]  # a Verilator and a g++ build
 
 DEFAULT_INPUT = FixedType(signed=True, width=16, integer=6)  # hls4ml's default precision, the IP's input type
+TYPES = [DEFAULT_INPUT, FixedType(signed=True, width=8, integer=3), FixedType(signed=False, width=10, integer=2)]
+
+
+def truncating_mutant() -> str:
+    """A negative value rounded toward zero instead of floored: the mutant the random set used to miss."""
+    own = cast_check.cast_module(DEFAULT_INPUT)
+    mutant = own.replace("~code_sticky", "1'b1")
+    assert mutant != own
+    return mutant
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> list[dict]:
+    """compare_all on every type of TYPES with the IP's own cast, then the mutant (last)."""
+    cases = [(t, None) for t in TYPES] + [(DEFAULT_INPUT, truncating_mutant())]
+    return cast_check.compare_all(cases, tmp_path_factory.mktemp("casts"))
 
 
 def test_patterns_cover_every_exponent_sign_and_special():
@@ -26,20 +42,15 @@ def test_patterns_cover_every_exponent_sign_and_special():
     assert (grid != np.floor(grid)).any() and (grid < -2**15).any() and (grid >= 2**15).any()  # off grid, outside
 
 
-@pytest.mark.parametrize("t", [DEFAULT_INPUT, FixedType(signed=True, width=8, integer=3),
-                               FixedType(signed=False, width=10, integer=2)], ids=str)
-def test_cast_equals_ap_fixed(t, tmp_path):
-    result = cast_check.compare(t, tmp_path)
+@pytest.mark.parametrize("k", range(len(TYPES)), ids=[str(t) for t in TYPES])
+def test_cast_equals_ap_fixed(k, checked):
+    result = checked[k]
     assert result["total"] >= 20_000
     assert result["matched"] == result["total"], result["first_mismatch"]
 
 
-def test_truncating_cast_fails_the_check(tmp_path):
-    """A negative value rounded toward zero instead of floored: the mutant the random set used to miss."""
-    own = cast_check.cast_module(DEFAULT_INPUT)
-    mutant = own.replace("~code_sticky", "1'b1")
-    assert mutant != own
-    result = cast_check.compare(DEFAULT_INPUT, tmp_path, mutant)
+def test_truncating_cast_fails_the_check(checked):
+    result = checked[-1]
     first = result["first_mismatch"]
     assert result["matched"] < result["total"] and first["float"] < 0
     assert (first["verilog"] - first["ap_fixed"]) % 2**16 == 1  # one LSB above the floor

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iris_fpga.config import CHAINS_PER_STAGE
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_json
 from iris_fpga.datapath import report as rpt
@@ -28,7 +29,7 @@ def run_rtl(
     rtl_dir: Path,
     estimate_path: Path,
     *,
-    latency_cutoff: float = 2.5,
+    latency_cutoff: float = CHAINS_PER_STAGE,
     part: str = "xc7z020clg400-1",
     synthesize: bool = True,
 ) -> dict:

@@ -29,11 +29,13 @@ TOP = "iris_nn"  # name of the generated top module (and of its _wrapper for sim
 
 
 def write_verilog(comb, rtl_dir: Path, latency_cutoff: float, part: str):
-    """da4ml's Verilog project in ``rtl_dir``: src/ (Verilog), sim/ (binder), model/, metadata.json."""
+    """da4ml's Verilog project in ``rtl_dir``: src/ (Verilog), sim/ (binder), model/, metadata.json; at
+    most ``latency_cutoff`` carry chains in a register stage (see ``stages``)."""
     from da4ml.codegen import VerilogModel
 
-    model = VerilogModel(comb, TOP, rtl_dir, latency_cutoff=latency_cutoff if latency_cutoff > 0 else -1,
-                         part_name=part)
+    from iris_fpga.datapath.stages import to_stages
+
+    model = VerilogModel(to_stages(comb, latency_cutoff) if latency_cutoff > 0 else comb, TOP, rtl_dir, part_name=part)
     model.write()
     return model
 

@@ -2,8 +2,7 @@
 
 cocotbext-axi's AxiStreamSource / AxiStreamSink play the DMA. The job file (path in $IRIS_IP_JOB)
 names the input words and the runs; this records what came out (frames of 32-bit words, and the
-softmax inputs the IP computed, read from its ``sm_x`` registers, unless the job says the design has
-only its ports) and counts clocks, handshakes and
+softmax inputs the IP computed, read from its ``sm_x`` registers) and counts clocks, handshakes and
 stalls, into the results file. Comparing is the caller's job (``iris_fpga.ip.verify``).
 """
 from __future__ import annotations
@@ -28,8 +27,8 @@ def _pauses(seed: int, probability: float):
 class Monitor:
     """Counts clocks, handshakes and stalls on both streams, and records the softmax inputs."""
 
-    def __init__(self, dut, n_out: int, n_words_in: int, ports_only: bool):
-        self.dut, self.n_out, self.n_words_in, self.ports_only = dut, n_out, n_words_in, ports_only
+    def __init__(self, dut, n_out: int, n_words_in: int):
+        self.dut, self.n_out, self.n_words_in = dut, n_out, n_words_in
         self.cycle = 0
         self.in_cycles: list[int] = []
         self.out_cycles: list[int] = []
@@ -51,7 +50,7 @@ class Monitor:
             self.stalls["in_idle"] += (not in_v) and 0 < len(self.in_cycles) < self.n_words_in
             self.stalls["out_valid_not_ready"] += out_v and not out_r
             self.stalls["out_not_ready"] += not out_r
-            if not self.ports_only and int(dut.sm_va.value):
+            if int(dut.sm_va.value):
                 self.pre.append([int(dut.sm_x[i].value) for i in range(self.n_out)])
 
 
@@ -71,7 +70,7 @@ async def _one_run(dut, source, sink, job: dict, run: dict) -> dict:
     if run["pause"]:
         source.set_pause_generator(_pauses(run["seed"], 0.3))
         sink.set_pause_generator(_pauses(run["seed"] + 1, 0.4))
-    monitor = Monitor(dut, n_out, len(samples) * n_in, job.get("ports_only", False))
+    monitor = Monitor(dut, n_out, len(samples) * n_in)
     task = cocotb.start_soon(monitor.run())
     if run["frame"] == "batch":
         frames = [samples]

@@ -5,7 +5,8 @@ C-simulation compiles): ``TYPE x = f;`` as ``myproject_axi.cpp`` assigns each fl
 Verilog is ``casts.float_to_code`` in a module of its own, Verilated with a C++ harness that feeds
 one word per clock. Both see the same float32 bit patterns (``float_patterns``): every exponent with
 both signs and random mantissas, the type's grid and the floats just off it, subnormals, signed
-zeros, infinities and NaNs.
+zeros, infinities and NaNs. ``compare_all`` checks several casts (types, or a mutant beside the
+real one) with one g++ program and one Verilator build: each build compiles Verilator's runtime.
 """
 from __future__ import annotations
 
@@ -20,20 +21,24 @@ from iris_fpga.datapath import simulate
 from iris_fpga.datapath.fixedpoint import FixedType
 
 MODULE = "float_cast"
+TOP = "float_casts"  # one instance of each cast checked together
 
 _REFERENCE = r"""
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include "ap_fixed.h"
-int main() {  // float32 words on stdin -> the cast's raw bits (uint64) on stdout
+template <class T> void put(float f) {
+    T x = f;
+    uint64_t bits = x.range(T::width - 1, 0).to_uint64();
+    std::fwrite(&bits, 8, 1, stdout);
+}
+int main() {  // float32 words on stdin -> each type's raw bits (uint64) on stdout, word by word
     uint32_t word;
     while (std::fread(&word, 4, 1, stdin) == 1) {
         float f;
         std::memcpy(&f, &word, 4);
-        TYPE x = f;
-        uint64_t bits = x.range(TYPE::width - 1, 0).to_uint64();
-        std::fwrite(&bits, 8, 1, stdout);
+        EACH_TYPE
     }
     return 0;
 }
@@ -42,9 +47,9 @@ int main() {  // float32 words on stdin -> the cast's raw bits (uint64) on stdou
 _HARNESS = r"""
 #include <cstdint>
 #include <cstdio>
-#include "Vfloat_cast.h"
-int main(int argc, char **argv) {  // words file -> codes file, one word per clock
-    Vfloat_cast top;
+#include "Vfloat_casts.h"
+int main(int argc, char **argv) {  // words file -> codes file (each cast's code, word by word), one word per clock
+    Vfloat_casts top;
     FILE *in = std::fopen(argv[1], "rb"), *out = std::fopen(argv[2], "wb");
     if (!in || !out) return 2;
     uint32_t word;
@@ -52,8 +57,7 @@ int main(int argc, char **argv) {  // words file -> codes file, one word per clo
         top.word = word;
         top.clk = 0; top.eval();
         top.clk = 1; top.eval();
-        uint64_t code = top.code;
-        std::fwrite(&code, 8, 1, out);
+        EACH_CODE
     }
     std::fclose(out);
     return 0;
@@ -87,54 +91,68 @@ def grid_patterns(t: FixedType, n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([on_grid, below, above]).view(np.uint32)
 
 
-def cast_module(t: FixedType) -> str:
+def cast_module(t: FixedType, module: str = MODULE) -> str:
     """The cast of the IP's input as a module: ``code`` follows ``word`` by one clock."""
     cast = casts.float_to_code("code", "word", t)
     body = [*cast.declarations, *cast.stage2, "always @(posedge clk) begin",
             *[f"    {ln}" for ln in cast.clocked], "end"]
     body = [ln.replace(f"wire [{t.width - 1}:0] code =", "assign code =") for ln in body]
-    return "\n".join([f"module {MODULE} (input wire clk, input wire [31:0] word, output wire [{t.width - 1}:0] code);",
+    return "\n".join([f"module {module} (input wire clk, input wire [31:0] word, output wire [{t.width - 1}:0] code);",
                       *[f"    {ln}" for ln in body], "endmodule", ""])
 
 
-def ap_fixed_codes(t: FixedType, words: np.ndarray, work: Path) -> np.ndarray:
-    """The raw bits of ``(TYPE) float`` for each word, from hls4ml's ap_types compiled with g++."""
+def ap_fixed_codes(types: list[FixedType], words: np.ndarray, work: Path) -> np.ndarray:
+    """The raw bits of ``(TYPE) float`` for each type (rows) and word (columns), from hls4ml's
+    ap_types compiled with g++."""
     import hls4ml
 
     headers = Path(hls4ml.__file__).resolve().parent / "templates" / "vivado" / "ap_types"
     source, binary = work / "reference.cpp", work / "reference"
-    source.write_text(_REFERENCE)
-    _run(["g++", "-std=c++14", "-O1", f"-DTYPE={_cpp_name(t)}", f"-I{headers}", str(source), "-o", str(binary)],
-         "g++ on the ap_fixed reference")
+    source.write_text(_REFERENCE.replace("EACH_TYPE", " ".join(f"put<{_cpp_name(t)} >(f);" for t in types)))
+    _run(["g++", "-std=c++14", "-O1", f"-I{headers}", str(source), "-o", str(binary)], "g++ on the ap_fixed reference")
     ran = subprocess.run([str(binary)], input=words.astype("<u4").tobytes(), capture_output=True, check=False,
                          timeout=120)
     if ran.returncode != 0:
         raise ToolError(f"ip: the ap_fixed reference exited with {ran.returncode}", ExitCode.EXTERNAL_TOOL)
-    return np.frombuffer(ran.stdout, dtype="<u8")
+    return np.frombuffer(ran.stdout, dtype="<u8").reshape(-1, len(types)).T
 
 
-def verilog_codes(module: str, words: np.ndarray, work: Path) -> np.ndarray:
-    """The codes the Verilog ``module`` (a ``float_cast``) gives for each word, Verilated."""
-    (work / "float_cast.v").write_text(module)
-    (work / "harness.cpp").write_text(_HARNESS)
+def verilog_codes(cases: list[tuple[FixedType, str]], words: np.ndarray, work: Path) -> np.ndarray:
+    """The codes each Verilog cast (type, module text of a ``float_cast``) gives for each word (rows:
+    the casts), all Verilated in one build."""
+    modules, ports, instances = [], [], []
+    for k, (t, text) in enumerate(cases):
+        modules.append(text.replace(f"module {MODULE} ", f"module {MODULE}_{k} ", 1))
+        ports.append(f"output wire [63:0] code{k}")
+        instances += [f"    wire [{t.width - 1}:0] c{k};", f"    {MODULE}_{k} cast{k} (.clk(clk), .word(word), .code(c{k}));",
+                      f"    assign code{k} = c{k};  // zero-extended"]
+    top = [f"module {TOP} (input wire clk, input wire [31:0] word, {', '.join(ports)});", *instances, "endmodule", ""]
+    (work / "float_casts.v").write_text("\n".join([*modules, *top]))
+    codes = " ".join(f"{{ uint64_t c = top.code{k}; std::fwrite(&c, 8, 1, out); }}" for k in range(len(cases)))
+    (work / "harness.cpp").write_text(_HARNESS.replace("EACH_CODE", codes))
     root = simulate.verilator_root()
     env = {**simulate.verilator_env(), "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
     _run([str(root / "bin" / "verilator"), "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "-Wno-lint",
-          "-Wno-style", "--top-module", MODULE, "-Mdir", "obj", "float_cast.v", "harness.cpp"],
+          "-Wno-style", "--top-module", TOP, "-Mdir", "obj", "float_casts.v", "harness.cpp"],
          "the Verilator build of the cast", cwd=work, env=env)
     (work / "words.bin").write_bytes(words.astype("<u4").tobytes())
-    _run([str(work / "obj" / f"V{MODULE}"), "words.bin", "codes.bin"], "the Verilated cast", cwd=work)
-    return np.frombuffer((work / "codes.bin").read_bytes(), dtype="<u8")
+    _run([str(work / "obj" / f"V{TOP}"), "words.bin", "codes.bin"], "the Verilated cast", cwd=work)
+    return np.frombuffer((work / "codes.bin").read_bytes(), dtype="<u8").reshape(-1, len(cases)).T
 
 
-def compare(t: FixedType, work: Path, module: str | None = None, words: np.ndarray | None = None) -> dict:
-    """The cast (``module``, default the IP's own) against ap_fixed on ``words`` (default: the float
-    patterns and the grid patterns): ``{matched, total, first_mismatch}``."""
-    if words is None:
-        words = np.concatenate([float_patterns(), grid_patterns(t, 4096)])
+def compare_all(cases: list[tuple[FixedType, str | None]], work: Path) -> list[dict]:
+    """Each cast (type, its module text; None: the IP's own) against ap_fixed on the float patterns
+    and the type's grid patterns: ``{matched, total, first_mismatch}`` per case."""
+    cases = [(t, module or cast_module(t)) for t, module in cases]
+    types = list(dict.fromkeys(t for t, _ in cases))
+    words = np.concatenate([float_patterns(), *(grid_patterns(t, 4096) for t in types)])
     work.mkdir(parents=True, exist_ok=True)
-    want = ap_fixed_codes(t, words, work)
-    got = verilog_codes(module or cast_module(t), words, work)
+    want = ap_fixed_codes([t for t, _ in cases], words, work)
+    got = verilog_codes(cases, words, work)
+    return [_tally(words, w, g) for w, g in zip(want, got)]
+
+
+def _tally(words: np.ndarray, want: np.ndarray, got: np.ndarray) -> dict:
     bad = np.flatnonzero(want != got)
     first = None
     if bad.size:

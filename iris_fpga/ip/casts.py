@@ -52,7 +52,7 @@ def cast(dst: str, src: Code, t: FixedType, what: str) -> list[str]:
     else:
         width = ext - shift
         lines.append(f"wire signed [{width - 1}:0] {dst}_r = {_signed_wide(dst + '_s', ext, width)} <<< {-shift};")
-    if t.saturation == "SAT":
+    if t.saturation == "SAT" and not _always_in_range(src, t):
         lines.append(f"wire signed [{width - 1}:0] {dst}_hi = {_literal(t.code_max, width)};")
         lines.append(f"wire signed [{width - 1}:0] {dst}_lo = {_literal(t.code_min, width)};")
         lines.append(f"wire [{t.width - 1}:0] {dst} = ({dst}_r > {dst}_hi) ? {dst}_hi[{t.width - 1}:0] : "
@@ -62,6 +62,19 @@ def cast(dst: str, src: Code, t: FixedType, what: str) -> list[str]:
     else:
         lines.append(f"wire [{t.width - 1}:0] {dst} = {_signed_wide(dst + '_r', width, t.width)};")
     return lines
+
+
+def _always_in_range(src: Code, t: FixedType) -> bool:
+    """Whether every code ``src`` can hold, rounded to ``t``'s fraction bits, lies in ``t``'s range:
+    saturation then never acts, and its comparisons (a carry chain each) are left out."""
+    lo = -(1 << (src.width - 1)) if src.signed else 0
+    hi = (1 << (src.width - src.signed)) - 1
+    shift = src.frac - t.frac
+    if shift <= 0:
+        lo, hi = lo << -shift, hi << -shift
+    else:  # every rounding mode gives the floor or one LSB above it
+        lo, hi = lo >> shift, (hi >> shift) + 1
+    return t.code_min <= lo and hi <= t.code_max
 
 
 def _round_increment(dst: str, shift: int, mode: str) -> str:

