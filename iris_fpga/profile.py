@@ -1,8 +1,8 @@
 """The numerical profile: do the fixed-point types hls4ml chose hold the model's values?
 
 Per layer, the weights and the float activations of the Keras model on the training and the test
-data (in a ``--cv-fold`` build its held-out fold, named so), against the range (largest magnitude) and precision (smallest step) of the layer's type in
-the hls4ml model; values outside the range are counted as they would end in hardware: wrapped
+data (in a ``--cv-fold`` build its held-out fold, named so), against the range (largest magnitude)
+and precision (smallest step) of the layer's type in the hls4ml model; values outside the range are counted as they would end in hardware: wrapped
 (``AP_WRAP``, hls4ml's default) or saturated (``AP_SAT``). The counts come from Keras' float
 activations: the C-simulation's trace holds values that have already wrapped.
 
@@ -121,8 +121,8 @@ def keras_activations(keras_model, X: np.ndarray) -> dict[str, np.ndarray]:
 def activation_rows(hls_model, activations: dict[str, dict[str, np.ndarray]]) -> list[Row]:
     """hls4ml's layers that have a Keras counterpart (the input layer gets the input data itself).
 
-    ``activations`` maps a data set's name ("train", "test" or the fold) to :func:`keras_activations` of it
-    plus the key ``"input"`` holding the data.
+    ``activations`` maps a data set's name ("train", "test" or the fold) to :func:`keras_activations`
+    of it plus the key ``"input"`` holding the data.
     """
     rows = []
     for layer in hls_model.get_layers():
