@@ -2,8 +2,9 @@
 
 Per layer, the weights and the float activations of the Keras model on the training and the test
 data (in a ``--cv-fold`` build its held-out fold, named so), against the range (largest magnitude)
-and precision (smallest step) of the layer's type in the hls4ml model; values outside the range are counted as they would end in hardware: wrapped
-(``AP_WRAP``, hls4ml's default) or saturated (``AP_SAT``). The counts come from Keras' float
+and precision (smallest step) of the layer's type in the hls4ml model; values outside the range
+are counted as they would end in hardware: wrapped (``AP_WRAP``, hls4ml's default) or saturated
+(``AP_SAT``). The counts come from Keras' float
 activations: the C-simulation's trace holds values that have already wrapped.
 
 A Dense layer must fit two types: hls4ml 1.3 truncates each product to the accumulator type (the
