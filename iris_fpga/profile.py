@@ -1,9 +1,10 @@
 """The numerical profile: do the fixed-point types hls4ml chose hold the model's values?
 
 Per layer, the weights and the float activations of the Keras model on the training and the test
-data, against the range (largest magnitude) and precision (smallest step) of the layer's type in
-the hls4ml model; values outside the range are counted as they would end in hardware: wrapped
-(``AP_WRAP``, hls4ml's default) or saturated (``AP_SAT``). The counts come from Keras' float
+data (in a ``--cv-fold`` build its held-out fold, named so), against the range (largest magnitude)
+and precision (smallest step) of the layer's type in the hls4ml model; values outside the range
+are counted as they would end in hardware: wrapped (``AP_WRAP``, hls4ml's default) or saturated
+(``AP_SAT``). The counts come from Keras' float
 activations: the C-simulation's trace holds values that have already wrapped.
 
 A Dense layer must fit two types: hls4ml 1.3 truncates each product to the accumulator type (the
@@ -78,7 +79,7 @@ class Row:
 
     name: str
     range: FixedRange
-    values: dict[str, np.ndarray]  # "weights", or "train" and "test"
+    values: dict[str, np.ndarray]  # "weights", or "train" and the held-out set ("test" or the fold)
 
 
 def _layer_range(layer) -> FixedRange | None:
@@ -121,8 +122,8 @@ def keras_activations(keras_model, X: np.ndarray) -> dict[str, np.ndarray]:
 def activation_rows(hls_model, activations: dict[str, dict[str, np.ndarray]]) -> list[Row]:
     """hls4ml's layers that have a Keras counterpart (the input layer gets the input data itself).
 
-    ``activations`` maps a data set's name ("train", "test") to :func:`keras_activations` of it
-    plus the key ``"input"`` holding the data.
+    ``activations`` maps a data set's name ("train", "test" or the fold) to :func:`keras_activations`
+    of it plus the key ``"input"`` holding the data.
     """
     rows = []
     for layer in hls_model.get_layers():
@@ -146,14 +147,17 @@ def counts(weights: list[Row], activations: list[Row]) -> dict:
     return doc
 
 
-def profile_model(keras_model, hls_model, X_train: np.ndarray, X_test: np.ndarray, out_png: Path) -> dict:
+def profile_model(keras_model, hls_model, X_train: np.ndarray, X_test: np.ndarray, out_png: Path,
+                  held_out: str = "test") -> dict:
     """Draw the numerical profile into ``out_png`` (atomically) and return its counts.
 
     ``hls_model`` is the converted hls4ml ModelGraph (its types are read; it need not be compiled).
-    The counts (see :func:`counts`) are JSON-ready, for the manifest.
+    ``X_test`` is the build's held-out set, called ``held_out`` in the counts and the figure (a
+    ``--cv-fold`` build holds out a fold, not the test set). The counts (see :func:`counts`) are
+    JSON-ready, for the manifest.
     """
     activations = {}
-    for name, X in (("train", X_train), ("test", X_test)):
+    for name, X in (("train", X_train), (held_out, X_test)):
         activations[name] = {"input": np.asarray(X, dtype=np.float32), **keras_activations(keras_model, X)}
     weights, acts = weight_rows(hls_model), activation_rows(hls_model, activations)
     doc = counts(weights, acts)
@@ -162,7 +166,12 @@ def profile_model(keras_model, hls_model, X_train: np.ndarray, X_test: np.ndarra
 
 
 # ------------------------------------------------------------------------------------ the figure
-SET_COLOURS = {"weights": "#4c72b0", "train": "#4c72b0", "test": "#dd8452"}
+SET_COLOURS = {"weights": "#4c72b0", "train": "#4c72b0"}
+HELD_OUT_COLOUR = "#dd8452"  # the test set's, or the held-out fold's
+
+
+def _colour(name: str) -> str:
+    return SET_COLOURS.get(name, HELD_OUT_COLOUR)
 
 
 def draw(weights: list[Row], activations: list[Row], doc: dict) -> bytes:
@@ -177,7 +186,8 @@ def draw(weights: list[Row], activations: list[Row], doc: dict) -> bytes:
     _panel(axes[0], weights, doc["weights"], "Weights (non-zero |w|) against their types")
     _panel(axes[1], activations, doc["activations"],
            "Float activations of the Keras model (non-zero |x|) against hls4ml's layer types")
-    handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in SET_COLOURS.items() if k != "weights"]
+    names = next((list(row.values) for row in activations), ["train", "test"])
+    handles = [matplotlib.patches.Patch(color=_colour(k), label=k) for k in names]
     handles.append(matplotlib.patches.Patch(color="grey", alpha=0.25, label="type: step to largest magnitude"))
     fig.legend(handles=handles, loc="lower center", fontsize=8, frameon=False, ncol=3)
     fig.tight_layout(rect=(0, 0.025, 1, 1))
@@ -200,7 +210,7 @@ def _panel(ax, rows: list[Row], counted: dict, title: str) -> None:
             if v.size:
                 offset = (j - (len(sets) - 1) / 2) * 0.35
                 ax.boxplot(v, positions=[y + offset], widths=0.3, orientation="horizontal", whis=(0, 100),
-                           patch_artist=True, boxprops={"facecolor": SET_COLOURS[name], "alpha": 0.8},
+                           patch_artist=True, boxprops={"facecolor": _colour(name), "alpha": 0.8},
                            medianprops={"color": "black"}, manage_ticks=False)
         overflow = [f"{c[m]} {'wrap' if m == 'wrap' else 'saturate'} ({k})" for k, c in counted[row.name].items()
                     if isinstance(c, dict) for m in ("wrap", "saturate") if c[m]]

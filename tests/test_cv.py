@@ -73,6 +73,7 @@ def test_a_fold_build_scores_its_fold_and_never_the_test_set(tmp_path):
     assert manifest["settings"]["cv_fold"] == [2, 3]
     assert manifest["cv"] == {"fold": 2, "folds": 3, "accuracy": manifest["accuracy"]["csim"]}
     assert "on 40 held-out fold 2/3 samples" in result.stdout
+    assert set(manifest["numerical_profile"]["totals"]) == {"weights", "train", "held-out fold 2/3"}  # not "test"
     scaler = json.loads((package / "scaler.json").read_text())
     scored = raw_rows(np.load(package / "X_test.npy"), np.asarray(scaler["mean"]), np.asarray(scaler["scale"]))
     split = load_split(BuildConfig())

@@ -8,6 +8,7 @@ the rtl datapath, the IP's cocotb verification and its Verilated library, then t
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 import subprocess
@@ -92,6 +93,9 @@ def test_the_emulated_board_runs_the_ip_and_validation_passes(dataset_build, tmp
     header = next(line for line in report.stdout.splitlines() if line.lstrip().startswith("true \\ predicted"))
     assert header.split()[3:] == [word for c in classes for word in c.split()]  # the confusion matrix's columns
     assert all(c in page.read_text(encoding="utf-8") for c in classes)
+    named = (f"Data set: a CSV table (labels in column 'kind', sha256 {sha256_file(build.root / 'blobs.csv')[:16]}...)"
+             if name == "table" else f"Data set: {name}")
+    assert named in report.stdout.splitlines() and f"<p>{html.escape(named)}.</p>" in page.read_text(encoding="utf-8")
 
 
 CSIM_BUILDS = {"breast_cancer": (30, 2, ("--hidden", "16,8")), "digits": (64, 10, ("--hidden", "32,16"))}

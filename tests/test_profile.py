@@ -73,6 +73,16 @@ def test_values_beyond_the_input_type_are_counted_as_wrapping(models, tmp_path):
     assert _decoded(tmp_path / "profile.png").shape[1] > 400
 
 
+def test_a_held_out_fold_is_counted_under_its_own_name(models, tmp_path):
+    """A --cv-fold build profiles its held-out fold, not the test set, and says so."""
+    keras_model, hls_model, split = models
+    doc = profile_model(keras_model, hls_model, split.X_train, split.X_test[:7], tmp_path / "profile.png",
+                        "held-out fold 1/3")
+    assert set(doc["totals"]) == {"weights", "train", "held-out fold 1/3"}
+    assert doc["activations"]["fc1"]["held-out fold 1/3"]["values"] == 7 * 64
+    assert _decoded(tmp_path / "profile.png").shape[1] > 400
+
+
 def test_saturating_and_unsigned_types_from_hls4ml():
     from hls4ml.model.types import FixedPrecisionType
 

@@ -66,6 +66,7 @@ def make_package(dest: Path, seed: int = 0) -> Path:
     atomic_write_json(dest / contract.MANIFEST, {
         "build_id": BUILD_ID, "created": "2026-11-25T06:00:00+00:00", "settings": {"seed": seed},
         "versions": {"numpy": np.__version__}, "files": {n: sha256_file(dest / n) for n in listed},
+        "dataset": {"name": "iris", "features": ["a", "b", "c", "d"], "classes": CLASSES.tolist()},
     })
     return dest
 
@@ -145,11 +146,12 @@ def test_pass_with_hardware_from_emulation(pkg):
     assert "emulation" in out and "matches manifest.json" in out
     n = len(np.load(pkg / "y_test.npy"))
     assert f"{n}/{n} samples agree" in out
-    for name in CLASSES:
-        assert name in out  # confusion matrix labelled with class names
+    assert "Data set: iris\n" in out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("true \\ predicted"))
+    assert header.split()[3:] == CLASSES.tolist()  # confusion matrix labelled with class names
 
     code, doc = run_json(pkg)
-    assert code == 0 and doc["verdict"] == "pass"
+    assert code == 0 and doc["verdict"] == "pass" and doc["dataset"] == {"name": "iris"}
     assert set(doc["sources"]) == {"keras", "csim", "hardware"}
     hw = next(a for a in doc["agreement"] if a["a"] == "hardware")
     assert hw["max_abs_diff"] == 0.0 and hw["class_agreement"] == n and hw["checked"]
@@ -158,6 +160,31 @@ def test_pass_with_hardware_from_emulation(pkg):
     for src in doc["sources"].values():
         assert sum(map(sum, src["confusion"])) == n
         assert src["correct"] == sum(src["confusion"][i][i] for i in range(len(CLASSES)))
+
+
+def _set_dataset(pkg: Path, dataset) -> None:
+    """The manifest's ``dataset`` replaced (None: removed, as in a manifest from before data sets)."""
+    manifest = _manifest(pkg)
+    manifest["dataset"] = dataset
+    if dataset is None:
+        del manifest["dataset"]
+    atomic_write_json(pkg / "manifest.json", manifest)
+
+
+def test_the_report_names_a_table_and_an_unknown_data_set(pkg, tmp_path):
+    digest = "ab" * 32
+    _set_dataset(pkg, {"name": "csv", "sha256": digest, "target": "kind", "features": ["x"], "classes": []})
+    page = tmp_path / "page.html"
+    code, out, err = run_here(pkg, "--html", page)
+    assert code == 0 and err == ""
+    assert "Data set: a CSV table (labels in column 'kind', sha256 abababababababab...)" in out
+    assert "Data set: a CSV table (labels in column &#x27;kind&#x27;" in page.read_text()
+    code, doc = run_json(pkg)
+    assert doc["dataset"] == {"name": "csv", "target": "kind", "sha256": digest}
+    _set_dataset(pkg, None)
+    code, out, err = run_here(pkg)
+    assert code == 0 and "Data set: unknown (manifest.json absent or without a dataset)" in out
+    assert run_json(pkg)[1]["dataset"] is None
 
 
 def test_board_mode_and_min_accuracy_at_the_boundary(pkg):
@@ -465,6 +492,11 @@ BAD_INPUT = {
     "y_hw.json samples": (_hw(lambda pkg: _add_hw(pkg, samples=7)), ["7 samples"]),
     "manifest not JSON": (lambda pkg: (pkg / "manifest.json").write_text("[1, 2"),
                           ["manifest.json", "JSON"]),
+    "dataset not an object": (lambda pkg: _set_dataset(pkg, ["iris"]),
+                              ["manifest.json's dataset", "not a JSON object"]),
+    "dataset without name": (lambda pkg: _set_dataset(pkg, {"classes": []}), ["manifest.json's dataset", "'name'"]),
+    "dataset bad sha256": (lambda pkg: _set_dataset(pkg, {"name": "csv", "sha256": "x" * 64}),
+                           ["manifest.json's dataset", "'sha256'", "64 hex digits"]),
     "changed after package step": (_modify("y_keras.npy", lambda a: a[::-1].copy(), rehash=False),
                                    ["y_keras.npy", "changed after the package step"]),
 }
@@ -647,6 +679,7 @@ def test_strings_from_files_are_printed_escaped(pkg):
     _add_hw(pkg, y, mode="board", date=f"2026{hostile}\nPASS  everything", pynq_version="3\x07",
             bitfile="hls4ml_nn.bit\x1b]0;title\x07")
     (pkg / "hardware_estimate.json").write_text(json.dumps({"headline": "fits\n\nVerdict: PASS (exit 0)"}))
+    _set_dataset(pkg, {"name": f"iris{hostile}\nVerdict: PASS"})
     code, out, err = run_here(pkg)
     assert code == 1 and err == ""
     assert all(line.isprintable() for line in out.splitlines()) and "\r" not in out
@@ -655,6 +688,7 @@ def test_strings_from_files_are_printed_escaped(pkg):
     assert "FAIL  hardware vs HLS C-sim classes" in out
     assert "setosa\\x1b[2J\\x1b[32m" in out and "versicolor\\r  PASS  fake" in out and "virginica\\u202e" in out
     assert "2026\\x1b[2J\\x1b[32m\\nPASS  everything" in out and "pynq 3\\x07" in out
+    assert "Data set: iris\\x1b[2J\\x1b[32m\\nVerdict: PASS" in out
     assert not any(line.lstrip().startswith(("PASS  everything", "Verdict: PASS")) for line in out.splitlines())
     code, out, err = run_here(pkg, "--json")
     doc = json.loads(out)  # JSON escapes control characters itself; the strings stay as they were

@@ -183,7 +183,8 @@ def step_profile(build: Build) -> Outcome:
 
     split = build.split()
     figure = build.staging / PROFILE
-    counts = profile_model(build.model(), build.hls_model(), split.X_train, split.X_test, figure)
+    counts = profile_model(build.model(), build.hls_model(), split.X_train, split.X_test, figure,
+                           held_out_name(build))
     return Outcome({"counts": counts}, (figure,))
 
 

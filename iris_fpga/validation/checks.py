@@ -71,6 +71,7 @@ def validate(
     doc = {
         "package": str(data.package_dir),
         "build_id": manifest_id,
+        "dataset": data.dataset,
         "samples": len(data.y_true),
         "features": int(data.X.shape[1]),
         "classes": data.classes,

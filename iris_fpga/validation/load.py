@@ -39,6 +39,7 @@ class PackageData:
     hardware_estimate: dict | None = None
     raw_X: np.ndarray | None = None  # X_test un-scaled with scaler.json, when available
     hw_sha256: str | None = None  # of y_hw.npy's bytes, for the record's output_sha256
+    dataset: dict | None = None  # the manifest's ``dataset`` less its feature and class lists
     warnings: list[str] = field(default_factory=list)
 
 
@@ -78,6 +79,7 @@ def load_package(package_dir: Path | str) -> PackageData:
         hw_sha256=_sha256(pdir / contract.RESULT_FILES[0]) if hw_present else None,
         hardware_estimate=_load_estimate(pdir, contract.ESTIMATE in listed, warnings),
         raw_X=_load_raw_features(pdir, X),
+        dataset=_dataset(manifest),
         warnings=warnings,
     )
 
@@ -98,6 +100,17 @@ def _read_manifest(pdir: Path, hw_present: bool, warnings: list[str]) -> dict | 
     else:
         warnings.append("manifest.json absent (made by the package step): build id unknown")
     return manifest
+
+
+def _dataset(manifest: dict | None) -> dict | None:
+    """The data set the package was built from (``name``; ``target`` and ``sha256`` for a table), or
+    None when the manifest is absent or older than ``dataset``. (Its class names are classes.npy's,
+    which the manifest's sha256 holds.)"""
+    record = manifest.get("dataset") if manifest else None
+    if record is None:
+        return None
+    records.check_record(record, "manifest.json's dataset", records.DATASET, PACKAGE_STEP)
+    return {f.name: record[f.name] for f in records.DATASET if f.name in record}
 
 
 def _verify(pdir: Path, manifest: dict | None) -> None:

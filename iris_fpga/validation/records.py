@@ -1,5 +1,5 @@
-"""The JSON files validation reads (y_hw.json, hardware_estimate.json, scaler.json): loaded with
-the bounded loader, and every field validation uses checked for its type before it is used."""
+"""The JSON files validation reads (y_hw.json, hardware_estimate.json, scaler.json, the manifest's
+``dataset``): loaded with the bounded loader, and every field validation uses checked for its type before it is used."""
 from __future__ import annotations
 
 import reprlib
@@ -78,10 +78,20 @@ SCALER = (
 )
 
 
+DATASET = (  # manifest.json's ``dataset``, the fields the report repeats
+    Field("name", _text, "the data set's name, text", required=True),
+    Field("target", _text, "the table's label column, text"),
+    Field("sha256", _sha256, "the table's sha256, 64 hex digits"),
+)
+
+
 def read_record(path: Path, fields: tuple[Field, ...], maker: Maker) -> dict:
     """The JSON object in ``path`` with ``fields`` checked; ToolError(USAGE) naming the first wrong one."""
-    record = load_json(path)
-    name = printable(path.name)
+    return check_record(load_json(path), printable(path.name), fields, maker)
+
+
+def check_record(record, name: str, fields: tuple[Field, ...], maker: Maker) -> dict:
+    """``record`` (called ``name`` in messages) if it is an object whose ``fields`` are right."""
     if not isinstance(record, dict):
         raise ToolError(f"{name} is not a JSON object; rerun {maker.rerun}")
     for field in fields:

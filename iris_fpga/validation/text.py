@@ -6,6 +6,7 @@ terminal or start a line of its own (e.g. a fake "PASS" hiding a FAIL).
 """
 from __future__ import annotations
 
+from iris_fpga.config import CSV_DATASET
 from iris_fpga.fileio import printable
 from iris_fpga.validation.checks import HOW_TO_GET_HARDWARE_STEPS, Report
 
@@ -31,9 +32,19 @@ def format_report(report: Report) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
+def dataset_name(dataset: dict | None) -> str:
+    """The data set in words: its name, or for a table its label column and the start of its sha256."""
+    if dataset is None:
+        return "unknown (manifest.json absent or without a dataset)"
+    if dataset["name"] != CSV_DATASET:
+        return dataset["name"]
+    return f"a CSV table (labels in column {dataset.get('target')!r}, sha256 {dataset.get('sha256', '?')[:16]}...)"
+
+
 def _heading(d: dict) -> list[str]:
     classes = d["classes"]
     return [f"Validation of {d['package']}  (build {d['build_id'] or 'unknown'})",
+            f"Data set: {dataset_name(d['dataset'])}",
             f"Test set: {d['samples']} samples, {d['features']} features, {len(classes)} classes "
             f"({', '.join(classes)})"]
 
