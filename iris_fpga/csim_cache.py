@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 ENV = "IRIS_FPGA_CSIM_CACHE"
 MAX_ENTRIES = 256
 MAX_LIBRARY_BYTES = 64 << 20  # a library here is about 120 kB
-ENTRY = re.compile(r"^([0-9a-f]{64})-([0-9a-f]{64})\.so$")  # <source key>-<sha256 of the library>.so
+# <key>-<sha256 of the bytes>.so (a library) or .txt (a tool's output, see ``remembered``)
+ENTRY = re.compile(r"^([0-9a-f]{64})-([0-9a-f]{64})\.(so|txt)$")
 
 _N_COUNT = re.compile(r"^\s*static const unsigned n_(?:non)?zeros = \d+;$")
 LEFT_OUT = {
@@ -124,6 +125,22 @@ def _weights_header_shape(data: bytes) -> bool:
     return at >= 2 and lines[at - 2] == b"#ifndef __SYNTHESIS__" and lines[at + 2: at + 3] == [b"#endif"]
 
 
+def remembered(project: Path, what: tuple[str, ...], make) -> list[str]:
+    """The text lines ``make()`` returns, kept under the project's source key and ``what`` (the tool's
+    own source and arguments): for a tool compiled against the project's headers whose output, like
+    the library, depends on the sources and not on the weights (the softmax tables)."""
+    sources = source_key(project)
+    if sources is None:
+        return make()
+    key = hashlib.sha256("\0".join((sources, *what)).encode()).hexdigest()
+    cached = fetch(key, ".txt")
+    if cached is not None:
+        return cached.decode().splitlines()
+    lines = make()
+    store_bytes(key, "\n".join(lines).encode(), ".txt")
+    return lines
+
+
 # -- the folder ---------------------------------------------------------------------------------
 def _usable_dir(create: bool) -> Path | None:
     """The cache folder when it is safe to use: this user's, a real folder, not writable by others."""
@@ -143,12 +160,12 @@ def _usable_dir(create: bool) -> Path | None:
     return folder
 
 
-def fetch(key: str) -> bytes | None:
-    """The verified bytes of the library cached under ``key``, or None."""
+def fetch(key: str, suffix: str = ".so") -> bytes | None:
+    """The verified bytes cached under ``key`` (a library, or with ``.txt`` a tool's output), or None."""
     folder = _usable_dir(create=False)
     if folder is None:
         return None
-    for path in sorted(folder.glob(f"{key}-*.so")):
+    for path in sorted(folder.glob(f"{key}-*{suffix}")):
         data = _verified(path)
         if data is not None:
             try:
@@ -173,14 +190,23 @@ def _verified(path: Path) -> bytes | None:
 
 
 def store(key: str, library: Path) -> None:
-    """Keep ``library`` under ``key`` (atomically; an entry with the same bytes is left as it is),
-    then drop the least recently used entries beyond ``MAX_ENTRIES``."""
+    """Keep ``library`` under ``key``."""
+    try:
+        data = read_untrusted(library, MAX_LIBRARY_BYTES)
+    except ToolError as exc:
+        log.warning("          the compile cache could not keep %s (%s)", printable(library), exc)
+        return
+    store_bytes(key, data)
+
+
+def store_bytes(key: str, data: bytes, suffix: str = ".so") -> None:
+    """Keep ``data`` under ``key`` (atomically; an entry with the same bytes is left as it is), then
+    drop the least recently used entries beyond ``MAX_ENTRIES``."""
     folder = _usable_dir(create=True)
     if folder is None:
         return
     try:
-        data = read_untrusted(library, MAX_LIBRARY_BYTES)
-        entry = folder / f"{key}-{hashlib.sha256(data).hexdigest()}.so"
+        entry = folder / f"{key}-{hashlib.sha256(data).hexdigest()}{suffix}"
         if not os.path.lexists(entry):
             atomic_write_bytes(entry, data)
         _evict(folder)

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -129,6 +130,16 @@ def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path,
     return library, "g++"
 
 
+def _remember_softmax_tables(project: Path) -> None:
+    """The softmax tables' dumper (another g++ run, csim_cache keeps its output) on the early project."""
+    from iris_fpga.datapath.softmax_export import export_softmax
+
+    try:
+        export_softmax(project, "softmax")
+    except (ToolError, OSError):
+        pass  # the csim step runs it again and reports what went wrong
+
+
 def library_name(hls_model) -> str:
     """hls4ml's name for the compiled library: ``myproject-<stamp>.so``, the stamp new for each conversion."""
     return f"{hls_model.config.get_project_name()}-{hls_model.config.get_config_value('Stamp')}.so"
@@ -149,8 +160,8 @@ class EarlyCompile:
     only when the trained project's source key is the same; ``cancel`` stops it.
     """
 
-    def __init__(self, key: str, library: Path, process: subprocess.Popen):
-        self.key, self.library, self.process = key, library, process
+    def __init__(self, key: str, library: Path, process: subprocess.Popen, tables: threading.Thread | None = None):
+        self.key, self.library, self.process, self.tables = key, library, process, tables
 
     @classmethod
     def start(cls, model, config: BuildConfig, project: Path) -> "EarlyCompile | None":
@@ -166,12 +177,16 @@ class EarlyCompile:
         library = project / "firmware" / library_name(hls_model)
         process = subprocess.Popen(["bash", "build_lib.sh"], cwd=project, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        return cls(key, library, process)
+        tables = threading.Thread(target=_remember_softmax_tables, args=(project,), daemon=True)
+        tables.start()
+        return cls(key, library, process, tables)
 
     def finish(self, key: str | None) -> bytes | None:
         """The library's bytes when it compiled the sources of ``key`` (kept in the cache too), else None."""
         from iris_fpga import csim_cache
 
+        if self.tables is not None:
+            self.tables.join()
         if key != self.key:
             self.cancel()
             return None

@@ -240,3 +240,20 @@ def test_a_library_reused_for_another_seed_predicts_what_a_fresh_compile_does(bu
     assert np.array_equal(y_reused, y_fresh)
     assert np.array_equal(y_reused[: len(X_test)], np.load(seed1 / "pipeline" / "staging" / "y_hls.npy"))
     assert not np.array_equal(predict_with(library0, X, csim["n_out"]), y_reused)  # seed 0's weights differ
+
+
+def test_the_softmax_tables_kept_in_the_cache_are_what_the_dumper_prints(built, cache, monkeypatch):
+    """The softmax tables (printed by a g++-compiled dumper against the project's headers) are kept
+    under the sources' key too: what comes back from the cache is what the dumper prints with the
+    cache off, and what the session's build exported."""
+    from iris_fpga.datapath.softmax_export import export_softmax
+
+    assert not cache.exists()
+    remembered = export_softmax(built.output_dir, "softmax")  # computed, and kept
+    assert len(list(cache.glob("*.txt"))) == 1
+    again = export_softmax(built.output_dir, "softmax")  # from the cache
+    monkeypatch.setenv(csim_cache.ENV, "off")
+    fresh = export_softmax(built.output_dir, "softmax")
+    assert remembered == again == fresh and fresh["supported"]
+    graph = json.loads((built.output_dir / "pipeline" / "rtl_graph.json").read_text())
+    assert graph["softmax"] == fresh
