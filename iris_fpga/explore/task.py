@@ -163,12 +163,14 @@ def _output_to(out):
     try:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
-        root.handlers, root.level = [handler], logging.WARNING  # BuildModel's setup_logging keeps them
+        root.handlers = [handler]  # BuildModel's setup_logging keeps a root logger that has handlers
+        root.setLevel(logging.WARNING)
         yield
     finally:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        root.handlers, root.level = saved_handlers, saved_level
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
         for fd, saved in zip((1, 2), saved_fds):
             os.dup2(saved, fd)
             os.close(saved)
