@@ -1,9 +1,16 @@
 """The convert and csim steps: hls4ml VivadoAccelerator project and its C-simulation."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import io
 import json
 import logging
+import os
+import signal
+import subprocess
+import threading
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -11,6 +18,7 @@ import numpy as np
 
 from iris_fpga.config import BuildConfig
 from iris_fpga.errors import ExitCode, ToolError
+from iris_fpga.fileio import atomic_write_bytes, is_regular_file
 from iris_fpga.keras_compat import keras_is_tf_keras
 
 log = logging.getLogger(__name__)
@@ -83,17 +91,33 @@ def convert(model, config: BuildConfig, output_dir: Path, cfg: dict):
     return hls_model
 
 
-def compile_model(hls_model) -> Path:
-    """g++-compile the C-simulation library; a compiler failure is an external-tool error."""
+def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path, str]:
+    """The C-simulation library, loaded into ``hls_model``, and where it came from: ``early`` (the
+    compile started while training ran), ``cache`` (``iris_fpga.csim_cache``) or ``g++`` (now).
+
+    Whatever its origin, the library is a file of its own beside this project's ``weights/``: it
+    loads its weights once per load (myproject.cpp's ``static bool loaded_weights``), so a library
+    shared between projects would compute with the first project's weights.
+    """
+    from iris_fpga import csim_cache
+
     output_dir = Path(hls_model.config.get_output_dir())
     for stale in (output_dir / "firmware").glob("myproject-*.so"):
         stale.unlink()
     try:
         with keras_is_tf_keras():
-            hls_model.write()
-        _read_weights_beside_library(output_dir)
-        _parallelize_build_script(output_dir / "build_lib.sh")
-        hls_model._compile()  # compile() without its second write(), which would undo the change above
+            hls_model.write()  # a new stamp, so a new library name
+        library = output_dir / "firmware" / library_name(hls_model)
+        prepare_build_script(output_dir)
+        key = csim_cache.source_key(output_dir)
+        data, origin = (early.finish(key), "early") if early is not None else (None, "")
+        if data is None and key is not None:
+            data, origin = csim_cache.fetch(key), "cache"
+        if data is not None:
+            atomic_write_bytes(library, data)
+            hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
+            return library, origin
+        hls_model._compile()  # compile() without its second write(), which would undo prepare_build_script
     except ToolError:
         raise
     except Exception as exc:  # hls4ml raises a bare Exception when build_lib.sh fails
@@ -101,7 +125,80 @@ def compile_model(hls_model) -> Path:
             f"compiling the C-simulation failed ({exc}); check that g++ is installed and see the output above",
             ExitCode.EXTERNAL_TOOL,
         ) from None
-    return newest_library(Path(hls_model.config.get_output_dir()))
+    if key is not None:
+        csim_cache.store(key, library)
+    return library, "g++"
+
+
+def _remember_softmax_tables(project: Path) -> None:
+    """The softmax tables' dumper (another g++ run, csim_cache keeps its output) on the early project."""
+    from iris_fpga.datapath.softmax_export import export_softmax
+
+    try:
+        export_softmax(project, "softmax")
+    except (ToolError, OSError):
+        pass  # the csim step runs it again and reports what went wrong
+
+
+def library_name(hls_model) -> str:
+    """hls4ml's name for the compiled library: ``myproject-<stamp>.so``, the stamp new for each conversion."""
+    return f"{hls_model.config.get_project_name()}-{hls_model.config.get_config_value('Stamp')}.so"
+
+
+def prepare_build_script(output_dir: Path) -> None:
+    """hls4ml's build_lib.sh, changed as this project compiles: weights beside the library, files in parallel."""
+    _read_weights_beside_library(output_dir)
+    _parallelize_build_script(output_dir / "build_lib.sh")
+
+
+class EarlyCompile:
+    """The C-simulation's g++ run, started while training runs.
+
+    The library does not hold the weights, so the project of the untrained network (same topology,
+    same types) compiles what the trained one needs: it is converted into ``project`` and its
+    build_lib.sh runs in the background (its own process group). ``finish`` hands the library over
+    only when the trained project's source key is the same; ``cancel`` stops it.
+    """
+
+    def __init__(self, key: str, library: Path, process: subprocess.Popen, tables: threading.Thread | None = None):
+        self.key, self.library, self.process, self.tables = key, library, process, tables
+
+    @classmethod
+    def start(cls, model, config: BuildConfig, project: Path) -> "EarlyCompile | None":
+        """Convert ``model`` into ``project`` and start its compile; None when the cache holds it already."""
+        from iris_fpga import csim_cache
+
+        with contextlib.redirect_stdout(io.StringIO()):  # hls4ml's conversion chatter, printed again by convert
+            hls_model = convert(model, config, project, hls_config(model, config))
+        prepare_build_script(project)
+        key = csim_cache.source_key(project)
+        if key is None or csim_cache.fetch(key) is not None:
+            return None
+        library = project / "firmware" / library_name(hls_model)
+        process = subprocess.Popen(["bash", "build_lib.sh"], cwd=project, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        tables = threading.Thread(target=_remember_softmax_tables, args=(project,), daemon=True)
+        tables.start()
+        return cls(key, library, process, tables)
+
+    def finish(self, key: str | None) -> bytes | None:
+        """The library's bytes when it compiled the sources of ``key`` (kept in the cache too), else None."""
+        from iris_fpga import csim_cache
+
+        if self.tables is not None:
+            self.tables.join()
+        if key != self.key:
+            self.cancel()
+            return None
+        if self.process.wait() != 0 or not is_regular_file(self.library):
+            return None  # the build's own compile runs next and reports what g++ says
+        csim_cache.store(key, self.library)
+        return self.library.read_bytes()
+
+    def cancel(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # build_lib.sh and the g++ it started
+        self.process.wait()
 
 
 WEIGHTS_DIR_HEADER = "iris_weights_dir.h"
@@ -161,13 +258,6 @@ def _parallelize_build_script(script: Path) -> None:
         if i == compiles[-1]:
             out.append("wait")
     script.write_text("\n".join(out) + "\n")
-
-
-def newest_library(output_dir: Path) -> Path:
-    libraries = sorted((output_dir / "firmware").glob("myproject-*.so"), key=lambda p: p.stat().st_mtime)
-    if not libraries:
-        raise ToolError(f"no compiled C-simulation library in {output_dir / 'firmware'}", ExitCode.EXTERNAL_TOOL)
-    return libraries[-1]
 
 
 def predict(hls_model, X: np.ndarray) -> np.ndarray:

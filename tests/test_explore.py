@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -25,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import PYTHON, REPO
+from conftest import PYTHON, REPO, run_buildmodel
 
 DASK = Path(PYTHON).parent / "dask"
 WORKERS = ("ext-worker-a", "ext-worker-b")
@@ -112,6 +113,29 @@ def test_the_external_workers_ran_every_run(swept):
     for run in runs + measured + [final]:
         assert run["worker"] in WORKERS, run  # a local cluster's workers are named 0, 1, ...
         assert run["worker_address"].startswith("tcp://127.0.0.1:")
+
+
+def test_each_worker_runs_its_builds_in_its_own_process_each_isolated(swept, tmp_path):
+    """No process per run: a worker's runs share its process. Still each run is what its printed
+    command gives in a process of its own: the winner's final build, run last on a worker that had
+    trained other networks, has the weights a fresh `python BuildModel.py` trains, and every run
+    loaded its own copy of the C-simulation library."""
+    _, _, _, results = swept
+    runs = [run for p in results["points"] for run in p["runs"].values() if "error" not in run]
+    final = by_sparsity(results, 0.25)["final"]
+    pids = {}
+    for run in runs + [run["rtl"] for run in runs if "rtl" in run] + [final]:
+        pids.setdefault(run["worker"], set()).add(run["pid"])
+    assert all(len(p) == 1 for p in pids.values()) and len(runs) + 3 > len(pids), pids
+    libraries = [Path(run["output_dir"]) / state_of(run)["csim"]["result"]["library"] for run in runs + [final]]
+    assert len({lib.stat().st_ino for lib in libraries}) == len(libraries)
+    assert {run["library_from"] for run in runs + [final]} <= {"early", "cache", "g++"}
+    argv = shlex.split(final["command"])
+    settings_ = argv[2: argv.index("--output-dir")]  # python BuildModel.py SETTINGS --output-dir ...
+    result = run_buildmodel(*settings_, "--to", "train", "--output-dir", "prj", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fresh = (tmp_path / "prj" / "pipeline" / "weights.npz").read_bytes()
+    assert fresh == (Path(final["output_dir"]) / "pipeline" / "weights.npz").read_bytes()
 
 
 def test_a_failing_point_is_reported_and_skipped(swept):

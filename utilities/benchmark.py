@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Measure what the tool delivers and how fast: both recipes, several seeds, one table.
+"""Measure what the tool delivers and how fast: against the article's own flow, both recipes,
+several seeds, one table.
 
 Each build runs ``BuildModel.py`` as a separate process, exactly as a user would, so its wall
-time includes Python and TensorFlow start-up and its peak memory is its own (``wait4``).
-Writes BENCHMARKS.md and BENCHMARKS.json beside it (the builds go to bench/); prints the figures
-and ratios as it goes.
+time includes Python and TensorFlow start-up and its peak memory is its own (``wait4``). First,
+alternating with the seed article's code (``utilities/article_flow.py``): a fresh default build
+(new folder, empty compile cache) and a second build with another seed that reuses the compiled
+C-simulation library. Writes BENCHMARKS.md and BENCHMARKS.json beside it (the builds go to bench/);
+prints the figures and ratios as it goes. ``--only-pairs`` runs the first part alone and replaces
+only its section.
 """
 from __future__ import annotations
 
@@ -23,18 +27,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from iris_fpga.errors import ExitCode, ToolError  # noqa: E402
-from iris_fpga.fileio import atomic_write_bytes, atomic_write_json  # noqa: E402
+from iris_fpga.csim_cache import ENV as CACHE_ENV  # noqa: E402
+from iris_fpga.fileio import atomic_write_bytes, atomic_write_json, load_json  # noqa: E402
 from iris_fpga.versions import package_versions  # noqa: E402
 
 RECIPES = ("article", "default")
 STEP_COLUMNS = ("data", "train", "convert", "csim", "package")
 
 
-def timed_run(argv: list[str], cwd: Path, log_path: Path) -> dict:
+def timed_run(argv: list[str], cwd: Path, log_path: Path, env: dict | None = None) -> dict:
     """Run a command; return wall seconds, peak RSS (MiB) of that process tree's largest member, exit code."""
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                env=None if env is None else {**os.environ, **env})
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {
@@ -44,12 +50,13 @@ def timed_run(argv: list[str], cwd: Path, log_path: Path) -> dict:
     }
 
 
-def build(recipe: str, seed: int, root: Path, extra: list[str] | None = None, name: str | None = None) -> dict:
+def build(recipe: str, seed: int, root: Path, extra: list[str] | None = None, name: str | None = None,
+          env: dict | None = None) -> dict:
     folder = root / (name or f"{recipe}-seed{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(REPO / "BuildModel.py"), "--recipe", recipe, "--seed", str(seed),
             "--to", "package", "--output-dir", "prj", "--package-dir", "package", *(extra or [])]
-    run = timed_run(argv, folder, folder / "build.log")
+    run = timed_run(argv, folder, folder / "build.log", env)
     if run["exit_code"] != 0:
         raise ToolError(f"{' '.join(argv[1:])} failed (exit {run['exit_code']}): see {folder / 'build.log'}",
                         ExitCode.CHECK_FAILED)
@@ -66,7 +73,7 @@ def build(recipe: str, seed: int, root: Path, extra: list[str] | None = None, na
         "steps": last_run["seconds"],  # this run's own times (the manifest's may come from earlier runs)
         "reused": last_run["reused"],
         "train": state["train"]["result"],
-        "csim": {k: state["csim"]["result"][k] for k in ("compile_s", "simulate_s")},
+        "csim": {k: state["csim"]["result"].get(k) for k in ("compile_s", "simulate_s", "library_from")},
         "build_id": manifest["build_id"],
     }
 
@@ -111,15 +118,72 @@ def rtl_emulation(work: Path, seed: int, csim_package: Path, samples: int = 100_
                    "longest_path_cells": ip["longest_path_cells"]}}
 
 
+def article_flow(folder: Path) -> dict:
+    """``python utilities/article_flow.py`` in a new ``folder``: the article's code, timed like a build."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run = timed_run([sys.executable, str(REPO / "utilities" / "article_flow.py")], folder, folder / "article.log")
+    if run["exit_code"] != 0:
+        raise ToolError(f"utilities/article_flow.py failed (exit {run['exit_code']}): see {folder / 'article.log'}",
+                        ExitCode.CHECK_FAILED)
+    return run
+
+
+def against_the_article(work: Path, pairs: int) -> dict:
+    """``pairs`` rounds, each: the article's flow and a fresh default build (seed 0, new folder, empty
+    compile cache), in alternating order, then a second build with seed I+1 reusing that cache."""
+    rows = []
+    for i in range(pairs):
+        root = work / f"pair{i}"
+        env = {CACHE_ENV: str(root / "csim-cache")}  # empty: nothing compiled yet
+        load = os.getloadavg()[0]
+        first, then = ("article", "fresh") if i % 2 == 0 else ("fresh", "article")
+        row = {"pair": i, "load_before": round(load, 2)}
+        for what in (first, then):
+            row[what] = (article_flow(root / "article") if what == "article" else
+                         build("default", 0, root, name="fresh", env=env))
+        row["second"] = build("default", i + 1, root, name="second", env=env)
+        row["load_after"] = round(os.getloadavg()[0], 2)
+        rows.append(row)
+        print(f"pair {i}: article {row['article']['seconds']:.2f} s, fresh {row['fresh']['seconds']:.2f} s "
+              f"(library: {row['fresh']['csim']['library_from']}), second (seed {i + 1}) "
+              f"{row['second']['seconds']:.2f} s (library: {row['second']['csim']['library_from']}); load "
+              f"{row['load_before']:.1f}-{row['load_after']:.1f}", flush=True)
+    median = {what: statistics.median(r[what]["seconds"] for r in rows) for what in ("article", "fresh", "second")}
+    ratios = {what: median[what] / median["article"] for what in ("fresh", "second")}
+    print(f"median: article {median['article']:.2f} s, fresh {median['fresh']:.2f} s ({ratios['fresh']:.2f}x, goal "
+          f"<= 0.8), second {median['second']:.2f} s ({ratios['second']:.2f}x, goal <= 0.7)")
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows, "median": median,
+            "ratios": ratios, "command": "python utilities/benchmark.py --only-pairs  (part of make bench)"}
+
+
+def pairs_markdown(pairs: dict) -> list[str]:
+    rows, median, ratios = pairs["rows"], pairs["median"], pairs["ratios"]
+    lines = ["## Against the article's own flow", "",
+             f"Measured {pairs['date']} with `{pairs['command']}`: `utilities/article_flow.py` (the seed article's "
+             "code, changed only where today's stack needs it; no bitstream without Vivado) against `python "
+             "BuildModel.py --to package` (default recipe), each a new process in a new folder, in alternating "
+             "order. Fresh: seed 0 with an empty compile cache. Second: seed I+1 right after, reusing the library "
+             "the fresh build compiled (the compile cache). Wall seconds, load average (1 min) before and after "
+             "each round on this 2-core machine:", "",
+             "| round | article | fresh | second | library (fresh / second) | load |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['pair']} | {r['article']['seconds']:.2f} | {r['fresh']['seconds']:.2f} | "
+                     f"{r['second']['seconds']:.2f} | {r['fresh']['csim']['library_from']} / "
+                     f"{r['second']['csim']['library_from']} | {r['load_before']:.1f}-{r['load_after']:.1f} |")
+    verdict = {what: ("met" if ratios[what] <= goal else "missed") for what, goal in (("fresh", 0.8), ("second", 0.7))}
+    lines += ["", f"Medians: article {median['article']:.2f} s, fresh {median['fresh']:.2f} s, second "
+              f"{median['second']:.2f} s. **Fresh/article {ratios['fresh']:.2f}** (goal <= 0.8: {verdict['fresh']}), "
+              f"**second/article {ratios['second']:.2f}** (goal <= 0.7: {verdict['second']}).", ""]
+    return lines
+
+
 def summarize(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
 
 
 def markdown(report: dict) -> str:
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {report['date']} on this project's machine kind ({report['machine']}), "
+    lines = ["# Benchmarks", "", *(pairs_markdown(report["pairs"]) if report.get("pairs") else []),
+        f"The sections below: measured {report['date']} on this project's machine kind ({report['machine']}), "
         f"with `{report['command']}`. Every figure below comes from that run; "
         "`BENCHMARKS.json` holds the raw numbers.",
         "",
@@ -207,19 +271,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=100, help="on_target.py --repeat for the emulated throughput")
     parser.add_argument("--no-rtl", action="store_true", help="skip the rtl step and the rtl accelerator's emulation")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--pairs", type=int, default=5, help="rounds against the article's flow")
+    parser.add_argument("--only-pairs", action="store_true", help="only the rounds against the article's flow; "
+                        "the other sections of BENCHMARKS.md/.json are kept as they are")
     args = parser.parse_args(argv)
     try:
-        if args.seeds < 1:
-            raise ToolError("--seeds must be at least 1")
+        if args.seeds < 1 or args.pairs < 1:
+            raise ToolError("--seeds and --pairs must be at least 1")
+        if args.only_pairs:
+            return only_pairs(args)
         return run(args)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
 
 
+def only_pairs(args) -> int:
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    raw = args.markdown.with_suffix(".json")
+    report = load_json(raw, max_bytes=16 << 20)
+    report["pairs"] = against_the_article(work, args.pairs)
+    atomic_write_json(raw, report)
+    atomic_write_bytes(args.markdown, markdown(report).encode())
+    print(f"wrote {args.markdown} and {raw}")
+    return 0
+
+
 def run(args) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    pairs = against_the_article(work, args.pairs)
     seeds = list(range(args.seeds))
     builds = {recipe: [] for recipe in RECIPES}
     for seed in seeds:
@@ -299,6 +381,7 @@ def run(args) -> int:
         "rtl": rtl,
         "emulation": emulation,
         "rtl_emulation": rtl_emulation_,
+        "pairs": pairs,
     }
     raw = args.markdown.with_suffix(".json")
     atomic_write_json(raw, report)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iris_fpga import csim_cache
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.datapath.fixedpoint import FixedType
 
@@ -77,7 +78,8 @@ def export_softmax(project_dir: Path, layer_name: str) -> dict:
     if call is None:
         return {"supported": False, "reason": f"no nnet::softmax call for layer {layer_name} in myproject.cpp"}
     data_t, res_t, config = call.groups()
-    lines = _run_dumper(firmware, config, data_t, res_t)
+    lines = csim_cache.remembered(firmware.parent, (_DUMPER, config, data_t, res_t),  # the tables hold no weights
+                                  lambda: _run_dumper(firmware, config, data_t, res_t))
     types = {}
     tables: dict[str, list[float]] = {"exp": [], "inv": []}
     stable, n = False, 0

@@ -101,6 +101,9 @@ def report(result: dict, out: Path, min_cv: float) -> int:
     show(f"\n{outputs.front_table(result['front'])}", end="")
     show(f"\n{len(result['points']) - len(failed)} points done, {len(failed)} failed, in {result['seconds']:.0f} s; "
          f"{out / outputs.TABLE}, {out / outputs.PLOT}")
+    if result.get("phases"):
+        show("this sweep: " + ", ".join(f"{phase} {spent['runs']} runs in {spent['seconds']:.0f} s"
+                                        for phase, spent in result["phases"].items()))
     error = result["estimate_error"]
     if error:
         show(f"da4ml's LUT estimate against yosys on the {error['runs']} measured folds: median "

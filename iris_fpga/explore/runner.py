@@ -85,6 +85,7 @@ class Sweep:
         self.other = list(kept.values())  # points of other spaces kept in results.json, untouched
         self.made = results.get("outputs", {})  # pareto.md, pareto.png, winner.txt as last written
         self.winner = None
+        self.phases: dict[str, dict] = {}  # this sweep's runs and seconds per phase (csim, ip, final)
 
     def run(self) -> dict:
         """Score every point by cross-validation, measure the whole IP of the front's qualifying points
@@ -92,21 +93,21 @@ class Sweep:
         on the test set; return the summary (``winner`` None when no measured point qualifies)."""
         started = time.monotonic()
         self.execute([self.make_run(p, fold, CSIM) for p in self.points for fold in range(1, self.folds + 1)
-                      if f"fold{fold}" not in self.records[p.id]["runs"]])
+                      if f"fold{fold}" not in self.records[p.id]["runs"]], "csim")
         while todo := [run for point in fr.candidates(self.summaries(), self.min_cv) for run in self.ip_runs(point)]:
-            self.execute(todo)
+            self.execute(todo, "ip")
         summaries = self.summaries()
         chosen = fr.choose(summaries, self.min_cv)
         if chosen is not None:
             if "final" not in self.records[chosen["id"]]:
-                self.execute([self.make_run(self.point(chosen["id"]), None, IP)])
+                self.execute([self.make_run(self.point(chosen["id"]), None, IP)], "final")
             self.winner = fr.winner(chosen, self.records[chosen["id"]].get("final"))
         front = fr.pareto(summaries)
         self.made = outputs.write_outputs(self.out, summaries, front, self.winner, self.folds, self.min_cv,
                                           self.made)
         self.save(front)
         return {"front": front, "points": summaries, "winner": self.winner, "seconds": time.monotonic() - started,
-                "estimate_error": fr.estimate_error(summaries)}
+                "estimate_error": fr.estimate_error(summaries), "phases": self.phases}
 
     def point(self, point_id: str) -> Point:
         return next(p for p in self.points if p.id == point_id)
@@ -120,10 +121,20 @@ class Sweep:
         return [self.make_run(self.point(summary["id"]), fold, IP) for fold in range(1, self.folds + 1)
                 if "rtl" not in summary["runs"][f"fold{fold}"]]
 
-    def execute(self, runs: list[Run]) -> None:
-        """Run ``runs`` on the cluster; record and save each as it finishes; report failures and go on."""
+    def execute(self, runs: list[Run], phase: str) -> None:
+        """Run ``runs`` on the cluster; record and save each as it finishes; report failures and go on.
+        The runs and wall seconds are added to ``phase``'s (the cluster's start counts to the first phase)."""
         if not runs:
             return
+        started = time.monotonic()
+        try:
+            self._execute(runs)
+        finally:
+            spent = self.phases.setdefault(phase, {"runs": 0, "seconds": 0.0})
+            spent["runs"] += len(runs)
+            spent["seconds"] = round(spent["seconds"] + time.monotonic() - started, 1)
+
+    def _execute(self, runs: list[Run]) -> None:
         from distributed import as_completed
 
         client = self.cluster.start()
@@ -162,7 +173,7 @@ class Sweep:
         outputs.save_results(self.out, {"space": self.space, "folds": self.folds, "min_cv": self.min_cv,
                                         "points": points, "winner": self.winner,
                                         "estimate_error": fr.estimate_error(points), "other_points": self.other,
-                                        "outputs": self.made})
+                                        "outputs": self.made, "phases": self.phases})
 
 
 def _result(future) -> dict:

@@ -1,25 +1,30 @@
-"""One build of one point, on one fold or on the whole training part, run on a Dask worker as its
-own ``BuildModel.py`` process.
+"""One build of one point, on one fold or on the whole training part, run on a Dask worker.
 
-This module is what the workers import (start them from the repository root): the task needs
-only the standard library, the project and da4ml; TensorFlow and hls4ml load in the build's own
-process. Failures come back as a record with an ``error`` line, never as an exception.
+This module is what the workers import (start them from the repository root). A build runs in the
+worker's own process, as ``BuildModel.py``'s ``main`` with the run's arguments: TensorFlow and
+hls4ml are imported once per worker, not once per run. Each run is isolated as its own process
+would be: a fresh Keras session (the seed is set by the train step), its own hls4ml project and its
+own copy of the C-simulation library beside its own ``weights/`` (``iris_fpga.hls``), everything it
+prints in its own log, and one build at a time per worker process. Failures come back as a record
+with an ``error`` line, never as an exception.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import shlex
-import signal
 import socket
-import subprocess
 import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from iris_fpga.errors import ToolError
+from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import load_json, open_for_writing
 
-REPO = Path(__file__).resolve().parents[2]
 # The two kinds of run: up to the C-simulation, then the whole IP (the rtl and ip steps: bit-exact
 # Verilog, cocotb, yosys) in the same folder, whose earlier steps are reused.
 CSIM, IP = "csim", "ip"
@@ -78,8 +83,7 @@ def run_build(run: Run) -> dict:
         except OSError as exc:
             raise ToolError(f"cannot create the run's folder {folder} ({exc.strerror})") from None
         with open_for_writing(log) as out:
-            code = subprocess.run([sys.executable, *run.argv()], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, preexec_fn=_interruptible).returncode
+            code = build_here(run.argv()[1:], out)
         if code:
             raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
         steps = load_json(folder / "pipeline" / "state.json")
@@ -103,6 +107,7 @@ def csim_figures(steps: dict, folder: Path, latency_cutoff: float) -> dict:
 
     accuracy, train = steps["csim"]["result"]["accuracy"], steps["train"]["result"]
     return {
+        "library_from": steps["csim"]["result"].get("library_from", "g++"),
         "keras": accuracy["keras"],
         "csim": accuracy["csim"],
         "val_accuracy": train["final_val_accuracy"],
@@ -122,13 +127,58 @@ def ip_figures(steps: dict) -> dict:
             "ip": {k: whole[k] for k in ("LUT", "FF", "DSP", "BRAM")}}
 
 
-def _interruptible() -> None:
-    """In the build's process: Ctrl-C stops it (a local cluster's workers ignore it, the explorer handles it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+_ONE_BUILD = threading.Lock()  # a worker with several threads still runs one build at a time
+
+
+def build_here(argv: list[str], out) -> int:
+    """``BuildModel.py ARGV`` in this process, in a fresh Keras session, everything it prints (its
+    log, Keras, hls4ml, the tools it starts) into the file ``out``; its exit code."""
+    from iris_fpga.flow.cli import main
+    from iris_fpga.keras_compat import tf_keras
+
+    with _ONE_BUILD, _output_to(out):
+        tf_keras().backend.clear_session()
+        try:
+            return main(argv)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+        except Exception:  # noqa: BLE001 - a bug or a library's error is this run's failure, in its log
+            traceback.print_exc()
+            return ExitCode.CHECK_FAILED
+
+
+@contextlib.contextmanager
+def _output_to(out):
+    """File descriptors 1 and 2, Python's streams and the root logger (at -q's level, as the runs ask)
+    into ``out`` for the block; everything as it was afterwards."""
+    from iris_fpga.terminal import EscapingFormatter
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(EscapingFormatter("%(message)s"))
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved_fds = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        root.handlers = [handler]  # BuildModel's setup_logging keeps a root logger that has handlers
+        root.setLevel(logging.WARNING)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
+        for fd, saved in zip((1, 2), saved_fds):
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 def worker_identity() -> dict:
-    """The Dask worker running this task (name and address), and its host."""
+    """The Dask worker running this task (name and address), its host and process (every run of a
+    worker runs in that one process)."""
     from distributed import get_worker
 
     try:
@@ -136,7 +186,7 @@ def worker_identity() -> dict:
         name, address = str(worker.name), worker.address
     except ValueError:  # not on a Dask worker (called directly)
         name, address = "none", ""
-    return {"worker": name, "worker_address": address, "host": socket.gethostname()}
+    return {"worker": name, "worker_address": address, "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def last_error(log: Path) -> str:

@@ -92,6 +92,7 @@ class Build:
         self.timings: dict[str, float] = {}  # seconds of the steps that ran now
         self.skipped: dict[str, str] = {}  # by step: why it did nothing
         self.step_keys: dict[str, str] = {}
+        self.active_steps: set[str] = set()  # the steps this run takes part in (the runner's choice)
         self.loaded: dict[str, Any] = {}  # "split", "model", "hls_model": kept by the step that made them
 
     def split(self) -> iris_data.Split:

@@ -41,8 +41,14 @@ class BuildModel(Build):
         self.prepare([step.name for step in steps], standalone)
         self.step_keys = self.keys()
         self.gather(active, start)
-        for i, step in enumerate(active, 1):
-            self.run_step(step, f"[{i}/{len(active)}]")
+        self.active_steps = {step.name for step in active}
+        try:
+            for i, step in enumerate(active, 1):
+                self.run_step(step, f"[{i}/{len(active)}]")
+        finally:
+            early = self.loaded.pop("early_compile", None)  # started by train, not taken by csim
+            if early is not None:
+                early.cancel()
         if not standalone:
             self.work.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.work / "last_run.json", {

@@ -32,6 +32,7 @@ log = logging.getLogger("BuildModel")
 ON_TARGET = Path(__file__).resolve().parents[2] / BOARD_SCRIPT
 IP_DIR = "ip"  # <output-dir>/ip/: the accelerator IP's Verilog (src/) and its verification build
 IP_ESTIMATE = f"{IP_DIR}/{ESTIMATE}"  # staged by the ip step: the rtl step's figures and the whole IP's
+EARLY_PROJECT = "early-csim"  # <output-dir>/pipeline/early-csim/: the untrained network's project, compiled while training runs
 EMULATOR_DIR = "emulator"  # <output-dir>/emulator/: the IP as a shared library for the emulated board
 
 
@@ -64,6 +65,7 @@ def step_train(build: Build) -> Outcome:
     t0 = time.perf_counter()
     tf_keras()  # TensorFlow's import is a large share of a run: measured on its own
     t1 = time.perf_counter()
+    start_early_compile(build, split)
     model, history = iris_model.train(build.config, split.X_train, split.y_train)
     t2 = time.perf_counter()
     diverged = non_finite_layers(model)
@@ -80,6 +82,21 @@ def step_train(build: Build) -> Outcome:
         "final_loss": float(history["loss"][-1]),
         "final_val_accuracy": float(history["val_accuracy"][-1]),
     }, (weights,))
+
+
+def start_early_compile(build: Build, split) -> None:
+    """Start the C-simulation's g++ run from the untrained network while training runs, when this run
+    goes on to the csim step (``hls.EarlyCompile``; the runner cancels it if the csim step never takes it)."""
+    from iris_fpga import hls
+    from iris_fpga import model as iris_model
+
+    if "csim" not in build.active_steps:
+        return
+    try:
+        network = iris_model.build_network(build.config, split.X_train.shape[1], split.y_train.shape[1])
+        build.loaded["early_compile"] = hls.EarlyCompile.start(network, build.config, build.work / EARLY_PROJECT)
+    except Exception as exc:  # noqa: BLE001 - only a head start: the csim step converts and compiles as always
+        log.debug("          no early compile (%r): the csim step compiles", exc)
 
 
 def sparsity_lines(build: Build, result: dict) -> list[tuple[str, str]]:
@@ -104,7 +121,7 @@ def step_csim(build: Build) -> Outcome:
 
     split, hls_model = build.split(), build.hls_model()
     t0 = time.perf_counter()
-    library = hls.compile_model(hls_model)
+    library, origin = hls.compile_model(hls_model, build.loaded.pop("early_compile", None))
     t1 = time.perf_counter()
     y_hls = hls.predict(hls_model, split.X_test)
     t2 = time.perf_counter()
@@ -120,6 +137,7 @@ def step_csim(build: Build) -> Outcome:
         "max_abs_diff": float(np.max(np.abs(y_keras - y_hls))),
         "library": library.relative_to(build.output_dir).as_posix(),
         "compile_s": round(t1 - t0, 3),
+        "library_from": origin,
         "simulate_s": round(t2 - t1, 3),
         **ip_interface(hls_model, split.X_test),
     }
