@@ -164,13 +164,12 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
 
 
 def sign_magnitude(name: str, code: str, t: FixedType) -> list[str]:
-    """Wires ``{name}_neg``, ``{name}_mag`` (``t.width`` bits, unsigned) and ``{name}_lz`` (its
-    leading zeros; ``t.width`` for 0): the first stage of the fixed -> float32 cast, so that the
-    second (``normalized_float_function``) only shifts."""
+    """Wires ``{name}_neg`` and ``{name}_mag`` (``t.width`` bits, unsigned) of a code of ``t``: the
+    first stage of the fixed -> float32 cast, so that the second (``normalized_float_function``)
+    only counts and shifts."""
     w = t.width
     neg = f"{code}[{w - 1}]" if t.signed else "1'b0"
-    return [f"wire {name}_neg = {neg};", f"wire [{w - 1}:0] {name}_mag = {name}_neg ? (~{code} + 1'b1) : {code};",
-            f"wire [{_lz_bits(t) - 1}:0] {name}_lz = leading_zeros({name}_mag);"]
+    return [f"wire {name}_neg = {neg};", f"wire [{w - 1}:0] {name}_mag = {name}_neg ? (~{code} + 1'b1) : {code};"]
 
 
 def leading_zeros_function(t: FixedType) -> list[str]:
@@ -189,9 +188,9 @@ def leading_zeros_function(t: FixedType) -> list[str]:
 
 
 def normalized_float_function(name: str, t: FixedType) -> list[str]:
-    """A Verilog function: (sign, magnitude, leading zeros) of a code of ``t`` -> float32 bits, exact
-    (as ``(float) ap_fixed``): the magnitude shifted up to its leading one, the exponent from the
-    count."""
+    """A Verilog function: (sign, magnitude) of a code of ``t`` -> float32 bits, exact (as ``(float)
+    ap_fixed``): the magnitude shifted up to its leading one, the exponent from the count
+    (``leading_zeros``, declared beside it)."""
     w, f, lw = t.width, t.frac, _lz_bits(t)
     if w > 24 or 127 - f < 1 or w - 1 - f + 127 > 254:
         raise ToolError(f"ip: output type {t} is not exactly a float32 (at most 24 bits, exponents in range)",
@@ -203,9 +202,10 @@ def normalized_float_function(name: str, t: FixedType) -> list[str]:
         f"function [31:0] {name};",
         "    input neg;",
         f"    input [{w - 1}:0] mag;",
-        f"    input [{lw - 1}:0] lz;",
+        f"    reg [{lw - 1}:0] lz;",
         f"    reg [{w - 1}:0] aligned;",
         "    begin",
+        "        lz = leading_zeros(mag);",
         "        aligned = mag << lz;",
         f"        if (lz == {lw}'d{w})",
         f"            {name} = 32'd0;",

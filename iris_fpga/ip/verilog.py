@@ -3,8 +3,8 @@
 Dataflow (one register stage per step; nothing after the input ever stalls):
   in_r handshake -> float32 cast stage 1 (decode) -> stage 2 (shift, negate) completes the sample
   -> datapath (da4ml: its input register, ``latency`` stages) -> softmax: max; exp table; sum and
-  inverse table; products -> sign, magnitude and leading zeros -> (float32 words) output FIFO (one
-  row per sample; an empty one passes the row on) -> output register -> out_r.
+  inverse table; products -> output FIFO of result codes (one row per sample; an empty one passes
+  the row on) -> one code per clock: sign and magnitude -> float32 word in the output register -> out_r.
 The datapath cannot stall, so a sample is admitted (its last input word accepted) only with a free
 FIFO row reserved for it: credits = FIFO rows minus samples in flight or queued. in_r_TREADY and
 every out_r signal come from registers.
@@ -50,7 +50,8 @@ class Design:
 
     @property
     def row_bits(self) -> int:
-        return 32 * self.n_out + 1
+        """A FIFO row: the sample's result codes (res_t) and its TLAST."""
+        return FixedType.from_dict(self.softmax["types"]["res_t"]).width * self.n_out + 1
 
 
 def fifo_rows_for(latency: int, n_in: int, n_out: int) -> int:
@@ -305,25 +306,17 @@ def _rom_read(target: str, address: str, table: list[int], width: int, bits: int
 
 
 def _output_side(d: Design) -> list[str]:
+    """The FIFO holds the softmax's codes (one row per sample); one float32 converter at its read side
+    makes one word per clock: stage A picks the next code and takes its sign and magnitude, stage B
+    normalizes it into out_r's register. Both stages move on when the next one is free."""
     res_t = FixedType.from_dict(d.softmax["types"]["res_t"])
-    n, rb = d.n_out, d.row_bits
-    row = "{sm_le, " + ", ".join(f"word{i}" for i in reversed(range(n))) + "}"
-    w, lw = res_t.width, res_t.width.bit_length()
+    n, w, rb = d.n_out, res_t.width, d.row_bits
+    row = "{sm_ld, " + ", ".join(f"sm_res[{i}]" for i in reversed(range(n))) + "}"
     return [
-        "// ---- float32 words: sign, magnitude and leading zeros registered, then normalized into a FIFO row;",
-        "// FIFO of one row per sample, output register",
+        "// ---- output: FIFO of one row of result codes per sample; its head's codes, one per clock, through",
+        "// stage A (sign, magnitude) and stage B (normalized float32 word, the output register)",
         *casts.leading_zeros_function(res_t),
         *casts.normalized_float_function("result_to_float", res_t),
-        *[line for i in range(n) for line in casts.sign_magnitude(f"res_sm{i}", f"sm_res[{i}]", res_t)],
-        *[f"reg [{w - 1}:0] fl_mag{i};" for i in range(n)],
-        *[f"reg [{lw - 1}:0] fl_lz{i};" for i in range(n)],
-        "reg [N_OUT-1:0] fl_neg;",
-        "reg sm_ve, sm_le;",
-        "always @(posedge ap_clk) begin",
-        "    sm_ve <= ap_rst_n & sm_vd; sm_le <= sm_ld;",
-        *[f"    fl_neg[{i}] <= res_sm{i}_neg; fl_mag{i} <= res_sm{i}_mag; fl_lz{i} <= res_sm{i}_lz;" for i in range(n)],
-        "end",
-        *[f"wire [31:0] word{i} = result_to_float(fl_neg[{i}], fl_mag{i}, fl_lz{i});" for i in range(n)],
         f"reg [{rb - 1}:0] fifo [0:ROWS-1];",
         "reg [PW:0] wr_ptr, rd_ptr;",
         "reg [OW-1:0] out_pos;",
@@ -331,27 +324,32 @@ def _output_side(d: Design) -> list[str]:
         f"wire [{rb - 1}:0] row = {row};",
         "// an empty FIFO passes the row being written straight on (it is written all the same, as the head)",
         f"wire [{rb - 1}:0] head = fifo_has ? fifo[rd_ptr[PW-1:0]] : row;",
-        "wire load = (fifo_has | sm_ve) & (~out_r_TVALID | out_r_TREADY);",
-        "wire pop = load & (out_pos == N_OUT - 1);",
+        f"wire [{w - 1}:0] pick = head[out_pos * {w} +: {w}];",
+        *casts.sign_magnitude("pick_sm", "pick", res_t),
+        "reg a_valid, a_last, a_neg;",
+        f"reg [{w - 1}:0] a_mag;",
+        "wire b_free = ~out_r_TVALID | out_r_TREADY;",
+        "wire take = (fifo_has | sm_vd) & (~a_valid | b_free);",
+        "wire pop = take & (out_pos == N_OUT - 1);",
         "wire reserve = in_fire & in_end;",
         "always @(posedge ap_clk) begin",
-        "    if (sm_ve) fifo[wr_ptr[PW-1:0]] <= row;",
+        "    if (sm_vd) fifo[wr_ptr[PW-1:0]] <= row;",
         "    if (!ap_rst_n) begin",
-        "        wr_ptr <= 0; rd_ptr <= 0; out_pos <= 0; credits <= ROWS; out_r_TVALID <= 1'b0;",
+        "        wr_ptr <= 0; rd_ptr <= 0; out_pos <= 0; credits <= ROWS; a_valid <= 1'b0; out_r_TVALID <= 1'b0;",
         "    end else begin",
-        "        if (sm_ve) wr_ptr <= wr_ptr + 1'b1;",
+        "        if (sm_vd) wr_ptr <= wr_ptr + 1'b1;",
         "        if (pop) rd_ptr <= rd_ptr + 1'b1;",
         "        credits <= credits - reserve + pop;",
-        "        if (load) begin",
-        "            out_pos <= pop ? {OW{1'b0}} : out_pos + 1'b1;",
-        "            out_r_TVALID <= 1'b1;",
-        "        end else if (out_r_TREADY) begin",
-        "            out_r_TVALID <= 1'b0;",
-        "        end",
+        "        if (take) out_pos <= pop ? {OW{1'b0}} : out_pos + 1'b1;",
+        "        if (take) a_valid <= 1'b1; else if (b_free) a_valid <= 1'b0;",
+        "        if (b_free) out_r_TVALID <= a_valid;",
         "    end",
-        "    if (load) begin",
-        "        out_r_TDATA <= head[out_pos * 32 +: 32];",
-        f"        out_r_TLAST <= pop & head[{rb - 1}];",
+        "    if (take) begin",
+        f"        a_neg <= pick_sm_neg; a_mag <= pick_sm_mag; a_last <= pop & head[{rb - 1}];",
+        "    end",
+        "    if (b_free & a_valid) begin",
+        "        out_r_TDATA <= result_to_float(a_neg, a_mag);",
+        "        out_r_TLAST <= a_last;",
         "    end",
         "end",
     ]
