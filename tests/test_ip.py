@@ -134,9 +134,13 @@ def test_truncating_input_cast_is_caught_by_the_random_set_alone(small_build: Bu
     With the test samples taken out, the random set (off the LSB grid) must still fail it."""
     own = casts.float_to_code
 
-    def truncating(name, word, t):
-        cast = own(name, word, t)
-        return replace(cast, stage2=[line.replace(f"~{name}_sticky", "1'b1") for line in cast.stage2])
+    def truncating(name, word, t):  # the IP's own cast of |x|, negated
+        cast = own(f"{name}_abs", f"{name}_word", t)
+        return replace(cast, declarations=[f"wire [31:0] {name}_word = {{1'b0, {word}[30:0]}};", f"reg {name}_neg;",
+                                           *cast.declarations],
+                       clocked=[*cast.clocked, f"{name}_neg <= {word}[31];"],
+                       stage2=[*cast.stage2, f"wire [{t.width - 1}:0] {name} = {name}_neg ? -{cast.result} : {cast.result};"],
+                       result=name)
 
     monkeypatch.setattr(casts, "float_to_code", truncating)
     graph = json.loads(graph_file(small_build).read_text())

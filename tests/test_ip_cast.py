@@ -16,11 +16,17 @@ TYPES = [DEFAULT_INPUT, FixedType(signed=True, width=8, integer=3), FixedType(si
 
 
 def truncating_mutant() -> str:
-    """A negative value rounded toward zero instead of floored: the mutant the random set used to miss."""
-    own = cast_check.cast_module(DEFAULT_INPUT)
-    mutant = own.replace("~code_sticky", "1'b1")
-    assert mutant != own
-    return mutant
+    """A negative value rounded toward zero instead of floored (the IP's own cast of |x|, negated):
+    the mutant the random set used to miss."""
+    w = DEFAULT_INPUT.width
+    return cast_check.cast_module(DEFAULT_INPUT, module="cast_of_magnitude") + "\n".join([
+        f"module {cast_check.MODULE} (input wire clk, input wire [31:0] word, output wire [{w - 1}:0] code);",
+        f"    wire [{w - 1}:0] magnitude;",
+        "    reg negative;",
+        "    cast_of_magnitude cast (.clk(clk), .word({1'b0, word[30:0]}), .code(magnitude));",
+        "    always @(posedge clk) negative <= word[31];",
+        "    assign code = negative ? -magnitude : magnitude;",
+        "endmodule", ""])
 
 
 @pytest.fixture(scope="module")

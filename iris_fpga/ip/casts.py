@@ -104,11 +104,16 @@ def _literal(value: int, width: int) -> str:
     return f"-{width}'sd{-value}" if value < 0 else f"{width}'sd{value}"
 
 
+#: The fine part of the input cast's shift, 0 to FINE_SHIFTS - 1 places, is a product: ±2**f fits
+#: the 18-bit signed B port of a DSP48E1, whose A port (25 bits signed) takes the mantissa.
+FINE_SHIFTS = 16
+
+
 @dataclass(frozen=True)
 class FloatCast:
     """The float32 -> fixed cast in two register stages (``clocked`` lines go inside an
-    ``always @(posedge clk)``): stage 1 decodes the word into sign, mantissa and a clamped shift
-    amount; stage 2 shifts, and two's-complements a negative value. ``result`` is stage 2's output."""
+    ``always @(posedge clk)``): stage 1 decodes the word into the mantissa, a signed power of two and
+    a window; stage 2 multiplies them and takes the window. ``result`` is stage 2's output."""
 
     declarations: list[str]
     clocked: list[str]
@@ -122,42 +127,53 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
     ap_fixed_base(double) aligns the mantissa (hidden bit set, NaN/inf taken as huge numbers),
     two's-complements a negative one, then shifts: the value floor(x * 2**frac) wraps to ``width``
     bits; +-0 gives 0, inf and NaN give 0 (they shift out), a tiny negative gives -1 LSB.
-    Here the mantissa, placed above ``width - 1`` zero bits, is shifted right by
-    r = width - 1 - (exponent - 150 + frac): r < 0 leaves nothing in the type's bits (0), r >= the
-    span leaves only the sticky bits. r is clamped to [0, span] in stage 1, so stage 2's shifter is
-    as narrow as the type allows. Only TRN/WRAP types (hls4ml's input default) are generated.
+    Here the signed mantissa s, placed above ``width - 1`` zero bits, is shifted right
+    (arithmetically, which floors) by r = width - 1 - (exponent - 150 + frac): r < 0 leaves nothing
+    in the type's bits (0), r >= the span only the sign. Written r = 16 c - f (f < 16), the shift is a
+    product and a window: the code is bits [16 c, 16 c - width + 1] of s * 2**f. The product is one
+    DSP48E1 (the sign goes into the power of two: -2**f is ones from bit f up), so the only logic
+    left is the decode in stage 1 and one multiplexer of c windows per bit in stage 2, in place of a
+    barrel shifter's ~100 LUTs. Only TRN/WRAP types (hls4ml's input default) are generated.
     """
     if t.rounding != "TRN" or t.saturation != "WRAP" or t.saturation_bits:
         raise ToolError(f"ip: input type {t}: only truncation with wrap-around is generated for the float cast "
                         "(hls4ml's default input type); set the input precision to ap_fixed<W,I>", ExitCode.USAGE)
     w = t.width
     span = 24 + w - 1  # mantissa bits above w - 1 zero bits
-    rw = span.bit_length()  # bits of the clamped shift amount
     top = w - 1 + 150 - t.frac  # r = top - biased exponent (exponent 0 counts as 1)
     if not 0 <= top <= 255 + span:
         raise ToolError(f"ip: input type {t} has no bit a float32 can reach", ExitCode.USAGE)
+    last = -(-span // FINE_SHIFTS)  # the window for r = span; r > span takes it with f = 0: the sign alone
+    cw = max(1, last.bit_length())
+    fw = (FINE_SHIFTS - 1).bit_length()
+    pw = max(43, FINE_SHIFTS * last + 1)  # the product (25 x 18 bits), sign-extended up to the last window
     n = name
+    power = ", ".join(f"{word}[31] ? {n}_f <= {fw}'d{k} : {n}_f == {fw}'d{k}" if k < FINE_SHIFTS else f"{word}[31]"
+                      for k in reversed(range(18)))
+    windows = " : ".join(f"({n}_c == {cw}'d{k}) ? {n}_q[{FINE_SHIFTS * k + w - 1}:{FINE_SHIFTS * k}]"
+                         for k in range(last)) + f" : {n}_q[{FINE_SHIFTS * last + w - 1}:{FINE_SHIFTS * last}]"
     return FloatCast(
         declarations=[
             f"wire [7:0] {n}_e = ({word}[30:23] == 8'd0) ? 8'd1 : {word}[30:23];",
             f"wire signed [10:0] {n}_r = 11'sd{top} - $signed({{3'b0, {n}_e}});",
-            f"reg {n}_neg, {n}_zero;",
+            f"wire {n}_big = ({n}_r > 11'sd{span});",
+            f"wire [{fw - 1}:0] {n}_f = {n}_big ? {fw}'d0 : {fw}'d0 - {n}_r[{fw - 1}:0];",
+            f"wire [10:0] {n}_up = {n}_r + 11'sd{FINE_SHIFTS - 1};",
+            f"wire [17:0] {n}_pow = ({n}_r < 0) ? 18'd0 : {{{power}}};  // +-2**f, 0 when nothing is left",
             f"reg [23:0] {n}_man;",
-            f"reg [{rw - 1}:0] {n}_sh;",
+            f"reg [17:0] {n}_b;",
+            f"reg [{cw - 1}:0] {n}_c;",
         ],
         clocked=[
-            f"{n}_neg <= {word}[31];",
             f"{n}_man <= {{|{word}[30:23], {word}[22:0]}};",
-            f"{n}_zero <= ({n}_r < 0);",
-            f"{n}_sh <= ({n}_r > {span}) ? {rw}'d{span} : {n}_r[{rw - 1}:0];",
+            f"{n}_b <= {n}_pow;",
+            f"{n}_c <= {n}_big ? {cw}'d{last} : {n}_up[{fw + cw - 1}:{fw}];",
         ],
         stage2=[
-            f"wire [{span - 1}:0] {n}_z = " + (f"{{{n}_man, {w - 1}'b0}};" if w > 1 else f"{n}_man;"),
-            f"wire [{span - 1}:0] {n}_kept = {n}_z >> {n}_sh;",
-            f"wire {n}_sticky = |({n}_z & ~({{{span}{{1'b1}}}} << {n}_sh));",
-            f"wire [{w - 1}:0] {n}_mag = {n}_kept[{w - 1}:0];",
-            f"wire [{w - 1}:0] {n} = {n}_zero ? {w}'d0 : {n}_neg ? (~{n}_mag + {{{{{w - 1}{{1'b0}}}}, ~{n}_sticky}}) "
-            f": {n}_mag;",
+            f"wire signed [42:0] {n}_p = $signed({{1'b0, {n}_man}}) * $signed({n}_b);",
+            f"wire [{pw + w - 2}:0] {n}_q = " + (f"{{{_signed_wide(f'{n}_p', 43, pw)}, {w - 1}'b0}};" if w > 1
+                                                 else f"{_signed_wide(f'{n}_p', 43, pw)};"),
+            f"wire [{w - 1}:0] {n} = {windows};",
         ],
         result=n,
     )
