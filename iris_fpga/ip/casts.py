@@ -148,8 +148,9 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
     fw = (FINE_SHIFTS - 1).bit_length()
     pw = max(43, FINE_SHIFTS * last + 1)  # the product (25 x 18 bits), sign-extended up to the last window
     n = name
-    power = ", ".join(f"{word}[31] ? {n}_f <= {fw}'d{k} : {n}_f == {fw}'d{k}" if k < FINE_SHIFTS else f"{word}[31]"
-                      for k in reversed(range(18)))
+    power = ", ".join(f"{word}[31] ? {n}_f <= {fw}'d{k} : {n}_f == {fw}'d{k}" if k < FINE_SHIFTS - 1
+                      else f"{word}[31] | {n}_f == {fw}'d{k}" if k == FINE_SHIFTS - 1 else f"{word}[31]"
+                      for k in reversed(range(18)))  # bit k of 2**f, or of -2**f: f <= k (always true at the top)
     windows = " : ".join(f"({n}_c == {cw}'d{k}) ? {n}_q[{FINE_SHIFTS * k + w - 1}:{FINE_SHIFTS * k}]"
                          for k in range(last)) + f" : {n}_q[{FINE_SHIFTS * last + w - 1}:{FINE_SHIFTS * last}]"
     return FloatCast(
