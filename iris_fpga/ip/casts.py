@@ -104,9 +104,10 @@ def _literal(value: int, width: int) -> str:
     return f"-{width}'sd{-value}" if value < 0 else f"{width}'sd{value}"
 
 
-#: The fine part of the input cast's shift, 0 to FINE_SHIFTS - 1 places, is a product: ±2**f fits
-#: the 18-bit signed B port of a DSP48E1, whose A port (25 bits signed) takes the mantissa.
+#: The input cast's shift by f places, 0 <= f < FINE_SHIFTS, is a product: the mantissa on a DSP48E1's
+#: A port (25 bits signed) times +-2**f on its B port (18 bits signed).
 FINE_SHIFTS = 16
+DSP_A, DSP_B = 25, 18
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
     product and a window: the code is bits [16 c, 16 c - width + 1] of s * 2**f. The product is one
     DSP48E1 (the sign goes into the power of two: -2**f is ones from bit f up), so the only logic
     left is the decode in stage 1 and one multiplexer of c windows per bit in stage 2, in place of a
-    barrel shifter's ~100 LUTs. Only TRN/WRAP types (hls4ml's input default) are generated.
+    barrel shifter, sticky bits and a negation (for ap_fixed<16,6>, yosys: 36 LUT instead of 153).
+    Only TRN/WRAP types (hls4ml's input default) are generated.
     """
     if t.rounding != "TRN" or t.saturation != "WRAP" or t.saturation_bits:
         raise ToolError(f"ip: input type {t}: only truncation with wrap-around is generated for the float cast "
@@ -144,15 +146,10 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
     if not 0 <= top <= 255 + span:
         raise ToolError(f"ip: input type {t} has no bit a float32 can reach", ExitCode.USAGE)
     last = -(-span // FINE_SHIFTS)  # the window for r = span; r > span takes it with f = 0: the sign alone
-    cw = max(1, last.bit_length())
-    fw = (FINE_SHIFTS - 1).bit_length()
-    pw = max(43, FINE_SHIFTS * last + 1)  # the product (25 x 18 bits), sign-extended up to the last window
+    cw, fw = max(1, last.bit_length()), (FINE_SHIFTS - 1).bit_length()
+    product = DSP_A + DSP_B
+    pw = max(product, FINE_SHIFTS * last + 1)  # the product, sign-extended up to the last window
     n = name
-    power = ", ".join(f"{word}[31] ? {n}_f <= {fw}'d{k} : {n}_f == {fw}'d{k}" if k < FINE_SHIFTS - 1
-                      else f"{word}[31] | {n}_f == {fw}'d{k}" if k == FINE_SHIFTS - 1 else f"{word}[31]"
-                      for k in reversed(range(18)))  # bit k of 2**f, or of -2**f: f <= k (always true at the top)
-    windows = " : ".join(f"({n}_c == {cw}'d{k}) ? {n}_q[{FINE_SHIFTS * k + w - 1}:{FINE_SHIFTS * k}]"
-                         for k in range(last)) + f" : {n}_q[{FINE_SHIFTS * last + w - 1}:{FINE_SHIFTS * last}]"
     return FloatCast(
         declarations=[
             f"wire [7:0] {n}_e = ({word}[30:23] == 8'd0) ? 8'd1 : {word}[30:23];",
@@ -160,9 +157,9 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
             f"wire {n}_big = ({n}_r > 11'sd{span});",
             f"wire [{fw - 1}:0] {n}_f = {n}_big ? {fw}'d0 : {fw}'d0 - {n}_r[{fw - 1}:0];",
             f"wire [10:0] {n}_up = {n}_r + 11'sd{FINE_SHIFTS - 1};",
-            f"wire [17:0] {n}_pow = ({n}_r < 0) ? 18'd0 : {{{power}}};  // +-2**f, 0 when nothing is left",
+            f"wire [{DSP_B - 1}:0] {n}_pow = ({n}_r < 0) ? {DSP_B}'d0 : {_signed_power(f'{word}[31]', f'{n}_f', fw)};",
             f"reg [23:0] {n}_man;",
-            f"reg [17:0] {n}_b;",
+            f"reg [{DSP_B - 1}:0] {n}_b;",
             f"reg [{cw - 1}:0] {n}_c;",
         ],
         clocked=[
@@ -171,13 +168,27 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
             f"{n}_c <= {n}_big ? {cw}'d{last} : {n}_up[{fw + cw - 1}:{fw}];",
         ],
         stage2=[
-            f"wire signed [42:0] {n}_p = $signed({{1'b0, {n}_man}}) * $signed({n}_b);",
-            f"wire [{pw + w - 2}:0] {n}_q = " + (f"{{{_signed_wide(f'{n}_p', 43, pw)}, {w - 1}'b0}};" if w > 1
-                                                 else f"{_signed_wide(f'{n}_p', 43, pw)};"),
-            f"wire [{w - 1}:0] {n} = {windows};",
+            f"wire signed [{product - 1}:0] {n}_p = $signed({{1'b0, {n}_man}}) * $signed({n}_b);",
+            f"wire [{pw + w - 2}:0] {n}_q = " + (f"{{{_signed_wide(f'{n}_p', product, pw)}, {w - 1}'b0}};" if w > 1
+                                                 else f"{_signed_wide(f'{n}_p', product, pw)};"),
+            f"wire [{w - 1}:0] {n} = "
+            + " : ".join(f"({n}_c == {cw}'d{k}) ? {n}_q[{FINE_SHIFTS * k + w - 1}:{FINE_SHIFTS * k}]" for k in range(last))
+            + f" : {n}_q[{FINE_SHIFTS * last + w - 1}:{FINE_SHIFTS * last}];",
         ],
         result=n,
     )
+
+
+def _signed_power(negative: str, f: str, fw: int) -> str:
+    """``DSP_B`` bits: 2**f, or -2**f (ones from bit f up) when ``negative``; each bit a function of f
+    and the sign, which the LUTs that feed the DSP's B register compute directly."""
+    def bit(k: int) -> str:
+        if k >= FINE_SHIFTS:
+            return negative
+        if k == FINE_SHIFTS - 1:  # f <= k always holds
+            return f"{negative} | {f} == {fw}'d{k}"
+        return f"{negative} ? {f} <= {fw}'d{k} : {f} == {fw}'d{k}"
+    return "{" + ", ".join(bit(k) for k in reversed(range(DSP_B))) + "}"
 
 
 def sign_magnitude(name: str, code: str, t: FixedType) -> list[str]:
