@@ -1,7 +1,7 @@
 """The IP's top module in Verilog-2005: hls4ml's ``myproject_axi`` ports around da4ml's datapath.
 
 Dataflow (one register stage per step; nothing after the input ever stalls):
-  in_r handshake -> float32 cast stage 1 (decode) -> stage 2 (shift, negate) completes the sample
+  in_r handshake -> float32 cast stage 1 (decode) -> stage 2 (DSP product, window) completes the sample
   -> datapath (da4ml: its input register, ``latency`` stages) -> softmax: max; exp table; sum and
   inverse table; products -> output FIFO of result codes (one row per sample; an empty one passes
   the row on) -> one code per clock: sign and magnitude -> float32 word in the output register -> out_r.
@@ -134,7 +134,7 @@ def _input_side(d: Design) -> list[str]:
     sample = "in_slot" if d.n_in == 1 else "{in_slot, vec}"
     return [
         "// ---- input: handshake; the float cast's first stage registers the decoded word, its second",
-        "// (shift, negate) completes the sample with the earlier words, straight into the datapath's input register",
+        "// (product, window) completes the sample with the earlier words, straight into the datapath's input register",
         "reg [IW-1:0] in_pos;        // word of the sample the next handshake carries",
         "reg in_last_seen;           // TLAST seen on an earlier word of this sample",
         "reg [CW-1:0] credits;       // FIFO rows not yet promised to a sample",
