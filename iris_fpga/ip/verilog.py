@@ -8,6 +8,8 @@ Dataflow (one register stage per step; nothing after the input ever stalls):
 The datapath cannot stall, so a sample is admitted (its last input word accepted) only with a free
 FIFO row reserved for it: credits = FIFO rows minus samples in flight or queued. in_r_TREADY and
 every out_r signal come from registers.
+The softmax's max and sum take a stage per TREE_LEVELS_PER_STAGE levels of their trees: one each up to
+four classes, more beyond (``softmax_stages``).
 """
 from __future__ import annotations
 
