@@ -294,7 +294,8 @@ def _registers(names: tuple[str, str, str], source: tuple[str, str, str], width:
     element, valid_in, last_in = source
     declared = [f"reg [{width - 1}:0] {array} [0:{n - 1}];", *[f"reg [{width - 1}:0] {r};" for r, _ in carried],
                 f"reg {valid}, {last};"]
-    clocked = [f"    {valid} <= ap_rst_n & {valid_in}; {last} <= {last_in};" + "".join(f" {r} <= {v};" for r, v in carried),
+    moves = "".join(f" {r} <= {v};" for r, v in carried)
+    clocked = [f"    {valid} <= ap_rst_n & {valid_in}; {last} <= {last_in};{moves}",
                *[f"    {array}[{i}] <= {element.format(i)};" for i in range(n)]]
     return declared, clocked
 
