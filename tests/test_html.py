@@ -110,6 +110,8 @@ def test_page_shows_the_verdict_accuracies_and_figures(chromium, pkg, tmp_path):
 
     shown = seen(chromium, page)
     assert "Verdict: PASS (exit 0)" in shown["text"]
+    top = shown["text"].split("Verdict:")[0]  # an emulated result says so before the verdict, not only below
+    assert "y_hw.npy from emulation (C-simulation library behind the pynq stand-in" in top
     for label in ("Keras", "HLS C-sim", "hardware"):
         assert re.search(rf"{re.escape(label)}\s+y_\w+\.npy\s+30/30\s+100\.00%", shown["text"]), label
     assert "PASS\thardware vs HLS C-sim classes" in shown["text"]

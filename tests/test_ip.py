@@ -1,24 +1,28 @@
 """The accelerator IP for real, on the tests' small trained network (conftest's 16-8-3 build): Verilog
 generated from the exported graph, built with Verilator, driven by cocotbext-axi as the DMA (with and
 without pauses), compared word for word with the C-simulation, synthesized with yosys, timed with yosys'
-sta (within the 5.0 ns goal), and its xc7 netlist simulated too. The full ip step is the one `--accelerator rtl` ran in
+sta (within the 5.0 ns goal), and its xc7 netlist simulated too; a tiny 10-class network (digits) gets
+the softmax's extra stages and stays bit-exact. The full ip step is the one `--accelerator rtl` ran in
 ``small_rtl_build`` (shared with tests/test_ip_emulation.py); deliberately wrong IPs are built here
 without synthesis. The default network's IP is measured by README's command (its ip step alone takes
 minutes), not here."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import Build
+from conftest import Build, _path_without_vivado, run_buildmodel
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.ip import casts, run_ip
 from iris_fpga.ip.casts import Code
 from iris_fpga.ip.run import FAIL_NS, WARN_NS, check_timing, load_graph
+from iris_fpga.ip.verilog import TREE_LEVELS_PER_STAGE, Design, Slots, softmax_stages, top_module
 from iris_fpga.datapath.fixedpoint import FixedType
 from iris_fpga.datapath.stages import chain_depths, to_stages
 from iris_fpga.datapath.tracing import build_comb_logic
@@ -187,3 +191,93 @@ def test_saturation_is_left_out_only_where_it_cannot_act():
     # unsigned, 11 fraction bits: 17 bits stay below 2**6; with 18, 2**7 - 2**-11 rounds up to 2**7, out of range
     assert not any("y_hi" in line for line in casts.cast("y", Code("x", False, 17, 11), target, "a sum"))
     assert any("y_hi" in line for line in casts.cast("y", Code("x", False, 18, 11), target, "a sum"))
+
+
+# hls4ml's softmax types as the csim step exports them (the default table types); tables of 16 entries
+SOFTMAX_TYPES = {
+    "data_t": FixedType(True, 11, 5), "inp_norm_t": FixedType(False, 10, 4), "exp_table_t": FixedType(True, 18, 8),
+    "accum_t": FixedType(True, 16, 6), "inv_inp_t": FixedType(True, 18, 8, "RND", "SAT"),
+    "inv_table_t": FixedType(True, 18, 4), "res_t": FixedType(True, 16, 6),
+}
+
+
+def softmax_verilog(n_out: int) -> str:
+    """The top module of an IP with ``n_out`` classes (a 4-input datapath of one stage)."""
+    softmax = {"types": {k: t.to_dict() for k, t in SOFTMAX_TYPES.items()},
+               "exp_table": list(range(16, 0, -1)), "inv_table": list(range(16))}
+    design = Design(module="myproject_axi", datapath="iris_nn_wrapper", latency=1, n_in=4, n_out=n_out,
+                    in_type=FixedType(True, 16, 6), in_slots=Slots(16, 10, True), out_slots=Slots(12, 6, True),
+                    softmax=softmax, fifo_rows=8)
+    return top_module(design)
+
+
+def tree_levels(verilog: str) -> int:
+    """The most comparators (``mxK``) or adders (``..._ab``) of the softmax's trees on one path between registers."""
+    wires = dict(re.findall(r"^\s*wire (?:signed )?(?:\[[^\]]*\] )?(\w+) = (.*);$", verilog, re.M))
+    levels: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in levels:
+            here = int(bool(re.fullmatch(r"mx\d+|\w+_ab", name)))
+            levels[name] = here + max((level(w) for w in re.findall(r"[A-Za-z_]\w*", wires[name]) if w in wires),
+                                      default=0)
+        return levels[name]
+
+    return max(level(name) for name in wires)
+
+
+def valid_stages(verilog: str, start: str, end: str) -> int:
+    """Registers on the valid bit's way from ``start`` to ``end`` (each ``reg <= ap_rst_n & source;``)."""
+    source = dict(re.findall(r"(\w+) <= ap_rst_n & (\w+);", verilog))
+    stages, name = 0, end
+    while name != start:
+        name, stages = source[name], stages + 1
+    return stages
+
+
+@pytest.mark.parametrize("n_out", [1, 2, 3, 4, 5, 8, 10, 16, 17, 33])
+def test_softmax_trees_take_two_levels_a_clock(n_out):
+    """The maximum and the sum: ceil(log2 n_out) levels each, at most TREE_LEVELS_PER_STAGE of them between
+    registers, so more classes take more stages (3 classes: 5, as before; 10: 7), as the FIFO is sized for."""
+    verilog = softmax_verilog(n_out)
+    assert len(re.findall(r"wire \[\d+:0\] mx\d+ =", verilog)) == n_out - 1  # every value compared once
+    assert len(re.findall(r"wire \[\d+:0\] \w+_ab =", verilog)) == n_out - 1  # and added once
+    levels = math.ceil(math.log2(n_out))
+    assert tree_levels(verilog) == min(levels, TREE_LEVELS_PER_STAGE)
+    stages = valid_stages(verilog, "dp_done", "sm_vd")  # datapath output to the FIFO's row of result codes,
+    stages += 1  # and from the row (or the FIFO's head) a clock into the output cast's stage A
+    assert stages == softmax_stages(n_out) == 3 + 2 * max(1, math.ceil(levels / TREE_LEVELS_PER_STAGE))
+    assert softmax_stages(3) == 5 and softmax_stages(10) == 7
+
+
+@pytest.fixture(scope="module")
+def ten_class_graph(tmp_path_factory) -> Path:
+    """The exported graph of a tiny digits network (64 inputs, 8 hidden, 10 classes; trained briefly: its
+    accuracy does not matter here), up to the C-simulation."""
+    root = tmp_path_factory.mktemp("ten-classes")
+    result = run_buildmodel("--dataset", "digits", "--hidden", "8", "--epochs", "10", "--weight-bits", "4",
+                            "--activation-bits", "3", "--to", "csim", cwd=root, env={"PATH": _path_without_vivado()})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root / "hls4ml_prj_pynq" / "pipeline" / "rtl_graph.json"
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_ten_classes_take_two_more_softmax_stages_and_stay_exact(ten_class_graph, ip_run, tmp_path):
+    """The tiny digits IP on Verilator under cocotb (60 test and 200 random samples of 64 words, the four
+    runs): every output word and softmax input equals the C-simulation through the pipelined maximum and
+    sum, with the maximum at many places; its latency beyond the datapath is the 3-class IP's plus two clocks."""
+    graph = json.loads(ten_class_graph.read_text())
+    for name, keep in (("test", 60), ("random", 200)):
+        for key in ("x", "y", "x_float32", "y_out"):
+            graph["sets"][name][key] = graph["sets"][name][key][:keep]
+    pre = np.array(graph["sets"]["test"]["y"] + graph["sets"]["random"]["y"])
+    assert pre.shape == (260, 10) and len(set(pre.argmax(axis=1))) >= 6
+    trimmed = tmp_path / "graph.json"
+    trimmed.write_text(json.dumps(graph))
+    section = run_ip(trimmed, tmp_path / "ip", tmp_path / "e.json", synthesize=False)
+    assert section["bit_exact"] == {"test": {"matched": 60, "total": 60}, "random": {"matched": 200, "total": 200}}
+    _, three_classes, _ = ip_run
+    beyond = [s["latency_cycles"] - s["datapath_latency_cycles"] for s in (section, three_classes)]
+    assert beyond[0] == beyond[1] + 2, beyond
+    assert section["cycles_per_sample"] <= 1.025 * 64  # the stream's limit still holds

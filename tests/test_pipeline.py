@@ -493,6 +493,32 @@ def test_cache_keys_need_no_tensorflow():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+KEYS_OF_AN_RTL_BUILD = ("import json; from iris_fpga.config import BuildConfig; from iris_fpga.flow.runner import "
+                        "BuildModel; print(json.dumps(BuildModel(BuildConfig(accelerator='rtl')).keys()))")
+
+
+@pytest.mark.parametrize("edited, remade", [
+    ("ip/casts.py", {"ip", "emulator", "bitstream"}),
+    ("emulation/verilated_ip_harness.cpp", {"ip", "emulator", "bitstream"}),
+    ("datapath/stages.py", {"rtl", "ip", "emulator", "bitstream"}),
+])
+def test_a_new_generator_remakes_what_it_generates_and_nothing_else(tmp_path, edited, remade):
+    """Verilog made by an older version of this tool (before a `git pull`) is not reused by the new one."""
+    shutil.copytree(REPO / "iris_fpga", tmp_path / "iris_fpga", ignore=shutil.ignore_patterns("__pycache__"))
+
+    def keys() -> dict:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-c", KEYS_OF_AN_RTL_BUILD], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    before = keys()
+    with open(tmp_path / "iris_fpga" / edited, "a") as source:
+        source.write("\n// a later version\n" if edited.endswith(".cpp") else "\n# a later version\n")
+    after = keys()
+    assert {step for step in after if after[step] != before[step]} == remade
+
+
 def test_another_vivado_rebuilds_the_bitstream_and_nothing_else(tmp_path, monkeypatch):
     """A bitstream made by one Vivado is not reused under another (a second install, an upgrade)."""
     from iris_fpga.config import BuildConfig

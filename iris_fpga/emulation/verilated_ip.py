@@ -46,7 +46,7 @@ def verilog_sha256(sources: list[Path]) -> str:
 
 def build_library(sources: list[Path], top: str, build_dir: Path, extra_flags: tuple[str, ...] = ()) -> dict:
     """Build ``build_dir/LIBRARY_NAME`` from ``sources``; returns its path, the Verilog's sha256, seconds.
-    ``extra_flags``: Verilator options after BUILD_FLAGS (the ip step's netlist build: NETLIST_FLAGS).
+    ``extra_flags``: Verilator options after BUILD_FLAGS (the ip step's netlist build: ``netlist_flags``).
 
     Raises ToolError(EXTERNAL_TOOL) when Verilator or g++ fail (naming the log).
     """
@@ -85,13 +85,30 @@ def build_library(sources: list[Path], top: str, build_dir: Path, extra_flags: t
     return {"library": library, "verilog_sha256": sha, "seconds": seconds}
 
 
-#: Verilator options for a synthesized netlist's model (about 45 MB of C++ for the default IP's 20,000
-#: cells): the clocked code at -O1, the rest (initial values, settling) unoptimized, and X values made
-#: the fastest way (the reset sequence sets every register the outputs depend on). Measured on the
-#: default IP's netlist (README, "The accelerator IP"): all -O0 compiles faster but simulates 7x slower.
-NETLIST_FLAGS = ("-MAKEFLAGS", "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0", "--x-assign", "fast", "--x-initial", "fast")
+#: Simulated clocks above which a netlist's clocked code is compiled at -O1, below which at -O0.
+#: Measured on the default IP's netlist (20,000 cells, 44 MB of C++; load 3-8): -O1 builds in 204 s
+#: and simulates 11,786 clocks in 4.5-5.6 s, -O0 builds in 110 s and needs 23-29 s for them, about
+#: 1.7 ms more per clock; both scale with the netlist, so -O0 wins below about 50,000 clocks
+#: whatever its size.
+NETLIST_O1_CLOCKS = 40_000
+
+
+def netlist_flags(clocks: int) -> tuple[str, ...]:
+    """Verilator options for a synthesized netlist's model that will simulate about ``clocks`` clocks:
+    its clocked code at -O0 or -O1 (``NETLIST_O1_CLOCKS``), the rest (initial values, settling)
+    unoptimized, and X values made the fastest way (the reset sequence sets every register the
+    outputs depend on)."""
+    fast = "-O1" if clocks > NETLIST_O1_CLOCKS else "-O0"
+    return ("-MAKEFLAGS", f"OPT_FAST={fast} OPT_SLOW=-O0 OPT_GLOBAL=-O0", "--x-assign", "fast", "--x-initial", "fast")
 #: Pauses per 65536 cycles on the input and output streams (the stand-in pynq's PYNQ_EMULATION_PAUSES too).
 PAUSES = (19661, 26214)
+
+
+def paused_clocks(samples: int, n_in: int, n_out: int) -> int:
+    """About how many clocks ``stream_frame`` takes for ``samples`` under ``PAUSES``: the slower stream's."""
+    return int(samples * max(n_in / (1 - PAUSES[0] / 65536), n_out / (1 - PAUSES[1] / 65536)))
+
+
 IDLE_CYCLE_CAP = 10000  # cycles in which no word moves: the IP will never answer
 
 

@@ -34,6 +34,15 @@ IP_DIR = "ip"  # <output-dir>/ip/: the accelerator IP's Verilog (src/) and its v
 IP_ESTIMATE = f"{IP_DIR}/{ESTIMATE}"  # staged by the ip step: the rtl step's figures and the whole IP's
 EARLY_PROJECT = "early-csim"  # <output-dir>/pipeline/early-csim/: the untrained network's project, compiled while training runs
 EMULATOR_DIR = "emulator"  # <output-dir>/emulator/: the IP as a shared library for the emulated board
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # iris_fpga/
+
+
+def sources_of(*paths: str) -> tuple[str, ...]:
+    """The text of the project's modules at ``paths`` (files or folders of iris_fpga/), for a step whose
+    outputs this code generates: a changed generator (a new version of this tool) makes them again."""
+    files = sorted(f for p in paths
+                   for f in ([PACKAGE_ROOT / p] if p.endswith(".py") else (PACKAGE_ROOT / p).glob("*.py")))
+    return tuple(f"{f.relative_to(PACKAGE_ROOT)}\n{f.read_text()}" for f in files)
 
 
 # -- data, train ------------------------------------------------------------------------------
@@ -378,9 +387,10 @@ STEPS = (
     Step("csim", step_csim, versions=(COMPILER,), upstream=("convert",), publishes=CSIM_FILES, summary=accuracy_lines,
          code=(WEIGHTS_DIR_SOURCE,)),
     Step("rtl", step_rtl, versions=RTL_TOOLS, upstream=("csim",), when=rtl_asked, publishes=(ESTIMATE,),
-         summary=rtl_lines),
+         summary=rtl_lines, code=sources_of("datapath")),
     Step("ip", step_ip, versions=RTL_TOOLS + ("cocotb", "cocotbext-axi"), upstream=("rtl",), when=ip_asked,
-         publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines),
+         publishes=((ESTIMATE, IP_ESTIMATE),), summary=ip_lines,
+         code=(*sources_of("ip", "emulation/verilated_ip.py"), EMULATOR_HARNESS)),
     Step("emulator", step_emulator, versions=("verilator",), upstream=("ip",), when=ip_asked,
          summary=emulator_lines, code=(EMULATOR_HARNESS, " ".join(EMULATOR_FLAGS))),
     Step("bitstream", step_bitstream, versions=(VIVADO,), upstream=("convert", "ip"), may_skip="when Vivado is not installed",

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_fpga.config import CHAINS_PER_STAGE, IP_CLOCK_HZ
-from iris_fpga.emulation.verilated_ip import NETLIST_FLAGS, build_library, stream_frame
+from iris_fpga.emulation.verilated_ip import build_library, netlist_flags, paused_clocks, stream_frame
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import atomic_write_bytes, atomic_write_json
 from iris_fpga.ip import verify
@@ -78,7 +78,8 @@ def run_ip(
     # yosys, then the netlist's model (make -j 2), in one thread beside the IP's own Verilator build and
     # cocotb runs: the netlist's build is the step's longest part and starts as soon as yosys is done
     with ThreadPoolExecutor(max_workers=1) as pool:
-        synthesis = pool.submit(_synthesize, ip_dir, top, sources, seconds) if synthesize else None
+        clocks = paused_clocks(len(samples), design.n_in, design.n_out)
+        synthesis = pool.submit(_synthesize, ip_dir, top, sources, clocks, seconds) if synthesize else None
         runs = _verify_rtl(ip_dir, [ip_dir / s for s in sources], top, design.n_out, seed, seconds,
                            (samples, want_words, want_pre, labels))
         result = synthesis.result() if synthesis else None
@@ -147,13 +148,15 @@ def _verify_rtl(ip_dir: Path, sources: list[Path], top: str, n_out: int, seed: i
     return runs
 
 
-def _synthesize(ip_dir: Path, top: str, sources: list[str], seconds: dict) -> dict:
+def _synthesize(ip_dir: Path, top: str, sources: list[str], clocks: int, seconds: dict) -> dict:
     """yosys (cells, worst path: checked at once, so a failing IP stops before the netlist's long build),
-    then the mapped netlist with the xc7 cell models, Verilated into a library (``netlist_library``)."""
+    then the mapped netlist with the xc7 cell models, Verilated into a library (``netlist_library``)
+    compiled for a simulation of about ``clocks`` clocks."""
     result = synth.synthesize(ip_dir, top, sources=sources, longest_path=True, timing=True)
     seconds["yosys"] = result["seconds"]
     result["timing"] = check_timing(result["timing"])
-    built = build_library([synth.cell_models(), result["netlist"]], top, ip_dir / NETLIST_BUILD, NETLIST_FLAGS)
+    built = build_library([synth.cell_models(), result["netlist"]], top, ip_dir / NETLIST_BUILD,
+                          netlist_flags(clocks))
     seconds["netlist_build"] = built["seconds"]
     return {**result, "netlist_library": built["library"]}
 

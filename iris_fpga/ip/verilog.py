@@ -8,9 +8,12 @@ Dataflow (one register stage per step; nothing after the input ever stalls):
 The datapath cannot stall, so a sample is admitted (its last input word accepted) only with a free
 FIFO row reserved for it: credits = FIFO rows minus samples in flight or queued. in_r_TREADY and
 every out_r signal come from registers.
+The softmax's max and sum take a stage per TREE_LEVELS_PER_STAGE levels of their trees: one each up to
+four classes, more beyond (``softmax_stages``).
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from iris_fpga.config import IP_CLOCK_HZ
@@ -19,9 +22,10 @@ from iris_fpga.ip import casts
 from iris_fpga.ip.casts import Code
 from iris_fpga.datapath.fixedpoint import FixedType
 
-#: Register stages from the datapath's output to a FIFO row: max, exp, sum/inverse, product, float
-#: magnitude (the float32 word is written to the FIFO from it).
-SOFTMAX_STAGES = 5
+#: Comparator levels of the softmax's maximum, and adder levels of its sum, in one clock: hls4ml's
+#: three classes take two of each, so Iris's softmax keeps its five stages; ten classes (digits) take
+#: four of each, in two clocks apiece.
+TREE_LEVELS_PER_STAGE = 2
 #: Register stages from an input handshake to the datapath's input register: the cast's first stage.
 INPUT_STAGES = 1
 
@@ -54,9 +58,18 @@ class Design:
         return FixedType.from_dict(self.softmax["types"]["res_t"]).width * self.n_out + 1
 
 
+def softmax_stages(n_out: int) -> int:
+    """Register stages from the datapath's output to a row's first code in the output cast: the maximum,
+    exp, the sum with the inverse, product (the FIFO row of result codes is written from it), sign and
+    magnitude (the output cast's stage A). The maximum and the sum (both ceil(log2 n_out) levels deep)
+    take a clock per TREE_LEVELS_PER_STAGE levels."""
+    return 2 * _tree_clocks((n_out - 1).bit_length()) + 3
+
+
 def fifo_rows_for(latency: int, n_in: int, n_out: int) -> int:
     """Rows that keep the input streaming while samples are in flight (power of two, for the pointers)."""
-    in_flight = INPUT_STAGES + latency + 1 + SOFTMAX_STAGES + 2 + n_out  # clocks from admission to leaving the FIFO
+    # clocks from admission to leaving the FIFO
+    in_flight = INPUT_STAGES + latency + 1 + softmax_stages(n_out) + 2 + n_out
     rows = -(-in_flight // n_in) + 2
     return 1 << (rows - 1).bit_length()
 
@@ -200,43 +213,29 @@ def _softmax(d: Design) -> list[str]:
     sm, n = d.softmax, d.n_out
     ty = {k: FixedType.from_dict(v) for k, v in sm["types"].items()}
     data_t, norm_t, exp_t, acc_t = ty["data_t"], ty["inp_norm_t"], ty["exp_table_t"], ty["accum_t"]
-    inv_inp_t, inv_t, res_t = ty["inv_inp_t"], ty["inv_table_t"], ty["res_t"]
     exp_bits, inv_bits = _index_bits(len(sm["exp_table"]), "exp"), _index_bits(len(sm["inv_table"]), "inverse")
-    if norm_t.width < exp_bits or inv_inp_t.width < inv_bits:
+    if norm_t.width < exp_bits or ty["inv_inp_t"].width < inv_bits:
         raise ToolError("ip: softmax table larger than its index type", ExitCode.USAGE)
     s = d.out_slots
     lines = ["// ---- softmax ('stable'): hls4ml's nnet::softmax_stable, stage by stage"]
     for i in range(n):
         slot = Code(f"dp_out[{(i + 1) * s.width - 1}:{i * s.width}]", s.signed, s.width, s.frac)
         lines += casts.cast(f"x{i}", _named(f"dp_x{i}", slot, lines), data_t, "the softmax input")
-    dw = data_t.width
-    lines += [f"reg [{dw - 1}:0] sm_x [0:{n - 1}];", f"reg [{dw - 1}:0] sm_max;", "reg sm_va, sm_la;"]
-    lines += _max_tree(n, data_t)
-    lines += ["always @(posedge ap_clk) begin",
-              "    sm_va <= ap_rst_n & dp_done; sm_la <= dp_done_last; sm_max <= max_all;",
-              *[f"    sm_x[{i}] <= x{i};" for i in range(n)], "end"]
+    x, valid, last = _maximum(n, data_t, lines)
     # exp: d = max - x as inp_norm_t, index = its top bits, table read registered
+    dw = data_t.width
     for i in range(n):
-        lines.append(f"wire [{dw}:0] diff{i} = {_ext('sm_max', data_t, dw + 1)} - {_ext(f'sm_x[{i}]', data_t, dw + 1)};")
+        lines.append(f"wire [{dw}:0] diff{i} = {_ext('sm_max', data_t, dw + 1)} - {_ext(x.format(i), data_t, dw + 1)};")
         lines += casts.cast(f"norm{i}", Code(f"diff{i}", True, dw + 1, data_t.frac), norm_t, "softmax inp_norm_t")
     lines += [f"reg [{exp_t.width - 1}:0] sm_exp [0:{n - 1}];", "reg sm_vb, sm_lb;"]
-    lines += ["always @(posedge ap_clk) begin", "    sm_vb <= ap_rst_n & sm_va; sm_lb <= sm_la;"]
+    lines += ["always @(posedge ap_clk) begin", f"    sm_vb <= ap_rst_n & {valid}; sm_lb <= {last};"]
     for i in range(n):
         lines += _rom_read(f"sm_exp[{i}]", f"norm{i}[{norm_t.width - 1}:{norm_t.width - exp_bits}]",
                            sm["exp_table"], exp_t.width, exp_bits)
     lines.append("end")
-    # sum (hls4ml's reduce tree, each addition an accum_t), then the inverse table
-    for i in range(n):
-        lines += casts.cast(f"acc{i}", Code.of(f"sm_exp[{i}]", exp_t), acc_t, "softmax accum_t")
-    lines += _sum_tree([Code.of(f"acc{i}", acc_t) for i in range(n)], acc_t, "sum")
-    lines += casts.cast("exp_sum", Code.of("sum", acc_t), inv_inp_t, "softmax inv_inp_t")
-    lines += [f"reg [{acc_t.width - 1}:0] sm_acc [0:{n - 1}];", f"reg [{inv_t.width - 1}:0] sm_inv;",
-              "reg sm_vc, sm_lc;", "always @(posedge ap_clk) begin", "    sm_vc <= ap_rst_n & sm_vb; sm_lc <= sm_lb;",
-              *[f"    sm_acc[{i}] <= acc{i};" for i in range(n)]]
-    lines += _rom_read("sm_inv", f"exp_sum[{inv_inp_t.width - 1}:{inv_inp_t.width - inv_bits}]",
-                       sm["inv_table"], inv_t.width, inv_bits)
-    lines.append("end")
+    lines += _sum_and_inverse(n, ty, sm["inv_table"], inv_bits)
     # products, cast to the result type
+    inv_t, res_t = ty["inv_table_t"], ty["res_t"]
     pw = acc_t.width + inv_t.width
     for i in range(n):
         lines.append(f"wire signed [{pw - 1}:0] prod{i} = {_sgn(f'sm_acc[{i}]', acc_t)} * {_sgn('sm_inv', inv_t)};")
@@ -245,6 +244,62 @@ def _softmax(d: Design) -> list[str]:
               "    sm_vd <= ap_rst_n & sm_vc; sm_ld <= sm_lc;", *[f"    sm_res[{i}] <= res{i};" for i in range(n)],
               "end", ""]
     return lines
+
+
+def _maximum(n: int, t: FixedType, lines: list[str]) -> tuple[str, str, str]:
+    """``sm_max``, the maximum of x0..x{n-1}, in a clock per TREE_LEVELS_PER_STAGE comparator levels, the
+    inputs carried beside it (the first clock's ``sm_x`` and ``sm_va`` are what the testbench records).
+    Returns what the exp stage reads: the inputs (a pattern for the index), valid and last."""
+    clocks = _Clocks()
+    final = _max_tree([f"x{i}" for i in range(n)], t, clocks)
+    x, valid, last = "x{}", "dp_done", "dp_done_last"
+    for clock in range(1, final + 1):
+        tag = "" if clock == 1 else str(clock)
+        carried = [("sm_max", "max_all")] if clock == final else clocks.carried[clock]
+        declared, clocked = _registers((f"sm_x{tag}", f"sm_va{tag}", f"sm_la{tag}"), (x, valid, last), t.width, n,
+                                       carried)
+        lines += [*declared, *clocks.logic[clock], "always @(posedge ap_clk) begin", *clocked, "end"]
+        x, valid, last = f"sm_x{tag}[{{}}]", f"sm_va{tag}", f"sm_la{tag}"
+    return x, valid, last
+
+
+def _sum_and_inverse(n: int, ty: dict[str, FixedType], table: list[int], bits: int) -> list[str]:
+    """The exponentials' sum (hls4ml's reduce tree, each addition an accum_t) in a clock per
+    TREE_LEVELS_PER_STAGE adder levels, the inverse table read in the last: ``sm_inv``, with the
+    exponentials as accum_t carried beside it (``sm_acc``)."""
+    exp_t, acc_t, inv_inp_t, inv_t = ty["exp_table_t"], ty["accum_t"], ty["inv_inp_t"], ty["inv_table_t"]
+    lines = []
+    for i in range(n):
+        lines += casts.cast(f"acc{i}", Code.of(f"sm_exp[{i}]", exp_t), acc_t, "softmax accum_t")
+    clocks = _Clocks()
+    final = _tree_clocks(_sum_tree([f"acc{i}" for i in range(n)], acc_t, "sum", clocks))
+    acc, valid, last = "acc{}", "sm_vb", "sm_lb"
+    for clock in range(1, final):
+        names = (f"sm_acc{clock}", f"sm_vc{clock}", f"sm_lc{clock}")
+        declared, clocked = _registers(names, (acc, valid, last), acc_t.width, n, clocks.carried[clock])
+        lines += [*clocks.logic[clock], *declared, "always @(posedge ap_clk) begin", *clocked, "end"]
+        acc, valid, last = f"{names[0]}[{{}}]", names[1], names[2]
+    lines += clocks.logic[final]
+    lines += casts.cast("exp_sum", Code.of("sum", acc_t), inv_inp_t, "softmax inv_inp_t")
+    declared, clocked = _registers(("sm_acc", "sm_vc", "sm_lc"), (acc, valid, last), acc_t.width, n, [])
+    declared.insert(1, f"reg [{inv_t.width - 1}:0] sm_inv;")
+    lines += [*declared, "always @(posedge ap_clk) begin", *clocked]
+    lines += _rom_read("sm_inv", f"exp_sum[{inv_inp_t.width - 1}:{inv_inp_t.width - bits}]", table, inv_t.width, bits)
+    return lines + ["end"]
+
+
+def _registers(names: tuple[str, str, str], source: tuple[str, str, str], width: int, n: int,
+               carried: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Declarations and clocked lines of a softmax stage's registers: ``names`` (an array of n values, valid,
+    last) loaded from ``source`` (the element pattern, valid, last), and the (register, value) pairs ``carried``."""
+    array, valid, last = names
+    element, valid_in, last_in = source
+    declared = [f"reg [{width - 1}:0] {array} [0:{n - 1}];", *[f"reg [{width - 1}:0] {r};" for r, _ in carried],
+                f"reg {valid}, {last};"]
+    moves = "".join(f" {r} <= {v};" for r, v in carried)
+    clocked = [f"    {valid} <= ap_rst_n & {valid_in}; {last} <= {last_in};{moves}",
+               *[f"    {array}[{i}] <= {element.format(i)};" for i in range(n)]]
+    return declared, clocked
 
 
 def _named(name: str, code: Code, lines: list[str]) -> Code:
@@ -267,33 +322,65 @@ def _index_bits(size: int, what: str) -> int:
     return size.bit_length() - 1
 
 
-def _max_tree(n: int, t: FixedType) -> list[str]:
-    """hls4ml's reduce with Op_max (a >= b ? a : b); the maximum does not depend on the order."""
+class _Clocks:
+    """A pipelined tree's logic, clock by clock (the first is 1), and the registers carrying values
+    from one clock to the next."""
+
+    def __init__(self) -> None:
+        self.logic: dict[int, list[str]] = defaultdict(list)
+        self.carried: dict[int, list[tuple[str, str]]] = defaultdict(list)  # clock: (register, value) at its end
+
+    def read(self, name: str, made: int, used: int) -> str:
+        """``name``, computed in clock ``made``, as clock ``used`` sees it: through a register per clock between."""
+        seen = name
+        for clock in range(made, used):
+            self.carried[clock].append((f"{name}_p{clock + 1}", seen))
+            seen = f"{name}_p{clock + 1}"
+        return seen
+
+
+def _tree_clocks(levels: int) -> int:
+    """The clock (from 1) in which a tree's node ``levels`` deep is computed; for its root, the clocks it takes."""
+    return max(1, -(-levels // TREE_LEVELS_PER_STAGE))
+
+
+def _max_tree(names: list[str], t: FixedType, clocks: _Clocks) -> int:
+    """hls4ml's reduce with Op_max (a >= b ? a : b) into ``max_all``; the maximum does not depend on the
+    order, so the values are paired level by level (ceil(log2 n) levels). Returns the clocks it takes."""
     lt = "$signed" if t.signed else ""
-    lines, names = [], [f"x{i}" for i in range(n)]
-    k = 0
-    while len(names) > 1:
-        a, b, *rest = names
-        lines.append(f"wire [{t.width - 1}:0] mx{k} = ({lt}({a}) >= {lt}({b})) ? {a} : {b};")
-        names = [*rest, f"mx{k}"]
+    queue, k = [(name, 0) for name in names], 0  # (value, comparator levels); the levels never decrease
+    while len(queue) > 1:
+        (a, ha), (b, hb), *rest = queue
+        h = max(ha, hb) + 1
+        clock = _tree_clocks(h)
+        a, b = clocks.read(a, _tree_clocks(ha), clock), clocks.read(b, _tree_clocks(hb), clock)
+        clocks.logic[clock].append(f"wire [{t.width - 1}:0] mx{k} = ({lt}({a}) >= {lt}({b})) ? {a} : {b};")
+        queue = [*rest, (f"mx{k}", h)]
         k += 1
-    return lines + [f"wire [{t.width - 1}:0] max_all = {names[0]};"]
+    (top, h), = queue
+    clocks.logic[_tree_clocks(h)].append(f"wire [{t.width - 1}:0] max_all = {top};")
+    return _tree_clocks(h)
 
 
-def _sum_tree(terms: list[Code], t: FixedType, name: str) -> list[str]:
-    """``nnet::reduce<accum_t, N, Op_add>``: the same split, every partial sum cast to accum_t."""
+def _sum_tree(terms: list[str], t: FixedType, name: str, clocks: _Clocks) -> int:
+    """``nnet::reduce<accum_t, N, Op_add>``: the same split, every partial sum cast to accum_t, a partial
+    sum ``h`` adder levels deep in clock ``_tree_clocks(h)``. Returns the adder levels of ``name``."""
     if len(terms) == 1:
-        return [f"wire [{t.width - 1}:0] {name} = {terms[0].name};"]
+        clocks.logic[1].append(f"wire [{t.width - 1}:0] {name} = {terms[0]};")
+        return 0
     if len(terms) == 2:
-        a, b = terms
-        w = t.width + 1
-        return [
-            f"wire [{w - 1}:0] {name}_ab = {_ext(a.name, t, w)} + {_ext(b.name, t, w)};",
-            *casts.cast(name, Code(f"{name}_ab", True, w, t.frac), t, "softmax accum_t sum"),
-        ]
-    left = 1 << ((len(terms) - 2).bit_length() - 1)  # pow2(floorlog2(N - 1))
-    return [*_sum_tree(terms[:left], t, f"{name}_left"), *_sum_tree(terms[left:], t, f"{name}_right"),
-            *_sum_tree([Code.of(f"{name}_left", t), Code.of(f"{name}_right", t)], t, name)]
+        (a, ha), (b, hb) = (terms[0], 0), (terms[1], 0)
+    else:
+        left = 1 << ((len(terms) - 2).bit_length() - 1)  # pow2(floorlog2(N - 1))
+        a, b = f"{name}_left", f"{name}_right"
+        ha, hb = _sum_tree(terms[:left], t, a, clocks), _sum_tree(terms[left:], t, b, clocks)
+    h = max(ha, hb) + 1
+    clock = _tree_clocks(h)
+    a, b = clocks.read(a, _tree_clocks(ha), clock), clocks.read(b, _tree_clocks(hb), clock)
+    w = t.width + 1
+    clocks.logic[clock] += [f"wire [{w - 1}:0] {name}_ab = {_ext(a, t, w)} + {_ext(b, t, w)};",
+                            *casts.cast(name, Code(f"{name}_ab", True, w, t.frac), t, "softmax accum_t sum")]
+    return h
 
 
 def _rom_read(target: str, address: str, table: list[int], width: int, bits: int) -> list[str]:

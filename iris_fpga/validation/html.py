@@ -17,7 +17,7 @@ from iris_fpga.errors import ToolError
 from iris_fpga.fileio import atomic_write_bytes, printable, read_untrusted
 from iris_fpga.validation.checks import Report
 from iris_fpga.validation.load import PackageData
-from iris_fpga.validation.text import dataset_name, format_report
+from iris_fpga.validation.text import dataset_name, format_report, hardware_origin
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PROFILE_BYTES = 8 << 20  # the profile PNG is about 100 kB
@@ -73,6 +73,7 @@ def render_page(report: Report, figures: dict[str, bytes]) -> str:
         f"<p>Data set: {_e(dataset_name(d['dataset']))}.</p>",
         f"<p>Build {_e(d['build_id'] or 'unknown')}; test set of {d['samples']} samples, "
         f"{d['features']} features, classes {_e(', '.join(d['classes']))}.</p>",
+        f"<p>{_e(hardware_origin(d['hardware']))}</p>",  # a result of emulation says so at the top
         f'<p class="verdict {verdict}">Verdict: {verdict.upper()} (exit {d["exit_code"]})</p>',
         "<h2>Accuracy against y_test.npy</h2>",
         _table(["source", "file", "correct", "accuracy"],

@@ -49,15 +49,22 @@ def _heading(d: dict) -> list[str]:
             f"({', '.join(classes)})"]
 
 
+def hardware_origin(hw: dict) -> str:
+    """Where y_hw.npy came from (a board, or which emulation), or that there is none: one line."""
+    if not hw["present"]:
+        return "Hardware: no y_hw.npy - software sources only."
+    return f"Hardware: y_hw.npy from {hw['mode']} ({hw['mode_note']})"
+
+
 def _hardware(hw: dict) -> list[str]:
     if not hw["present"]:
         width = max(len(where) for where, _ in HOW_TO_GET_HARDWARE_STEPS)
-        return ["Hardware: no y_hw.npy - software sources only.",
+        return [hardware_origin(hw),
                 "  To get the hardware result, run on_target.py:",
                 *(f"    {where + ':':<{width + 1}}  {cmd}" for where, cmd in HOW_TO_GET_HARDWARE_STEPS)]
     match = ("matches manifest.json" if hw["build_id_matches"]
              else f"DIFFERS from manifest.json's {hw['manifest_build_id']}: not compared")
-    lines = [f"Hardware: y_hw.npy from {hw['mode']} ({hw['mode_note']})", f"  build {hw['build_id']} {match}"]
+    lines = [hardware_origin(hw), f"  build {hw['build_id']} {match}"]
     if not hw["pair_matches"]:
         lines.append("  y_hw.npy is NOT the array y_hw.json records (output_sha256): not compared")
     rec = hw.get("record", {})
