@@ -151,7 +151,8 @@ def test_truncating_input_cast_is_caught_by_the_random_set_alone(small_build: Bu
         return replace(cast, declarations=[f"wire [31:0] {name}_word = {{1'b0, {word}[30:0]}};", f"reg {name}_neg;",
                                            *cast.declarations],
                        clocked=[*cast.clocked, f"{name}_neg <= {word}[31];"],
-                       stage2=[*cast.stage2, f"wire [{t.width - 1}:0] {name} = {name}_neg ? -{cast.result} : {cast.result};"],
+                       stage2=[*cast.stage2,
+                               f"wire [{t.width - 1}:0] {name} = {name}_neg ? -{cast.result} : {cast.result};"],
                        result=name)
 
     monkeypatch.setattr(casts, "float_to_code", truncating)

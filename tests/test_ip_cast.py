@@ -77,7 +77,8 @@ def float_module(t: FixedType) -> str:
     return "\n".join([f"module {cast_check.MODULE} (input wire clk, input wire [31:0] word, output wire [31:0] code);",
                       *casts.leading_zeros_function(t), *casts.normalized_float_function("to_float", t),
                       f"wire [{w - 1}:0] c = word[{w - 1}:0];", *casts.sign_magnitude("c_sm", "c", t),
-                      f"reg neg; reg [{w - 1}:0] mag;", "always @(posedge clk) begin neg <= c_sm_neg; mag <= c_sm_mag; end",
+                      f"reg neg; reg [{w - 1}:0] mag;",
+                      "always @(posedge clk) begin neg <= c_sm_neg; mag <= c_sm_mag; end",
                       "assign code = to_float(neg, mag);", "endmodule", ""])
 
 

@@ -172,7 +172,8 @@ def float_to_code(name: str, word: str, t: FixedType) -> FloatCast:
             f"wire [{pw + w - 2}:0] {n}_q = " + (f"{{{_signed_wide(f'{n}_p', product, pw)}, {w - 1}'b0}};" if w > 1
                                                  else f"{_signed_wide(f'{n}_p', product, pw)};"),
             f"wire [{w - 1}:0] {n} = "
-            + " : ".join(f"({n}_c == {cw}'d{k}) ? {n}_q[{FINE_SHIFTS * k + w - 1}:{FINE_SHIFTS * k}]" for k in range(last))
+            + " : ".join(f"({n}_c == {cw}'d{k}) ? {n}_q[{FINE_SHIFTS * k + w - 1}:{FINE_SHIFTS * k}]"
+                         for k in range(last))
             + f" : {n}_q[{FINE_SHIFTS * last + w - 1}:{FINE_SHIFTS * last}];",
         ],
         result=n,
