@@ -98,6 +98,9 @@ def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path,
     Whatever its origin, the library is a file of its own beside this project's ``weights/``: it
     loads its weights once per load (myproject.cpp's ``static bool loaded_weights``), so a library
     shared between projects would compute with the first project's weights.
+
+    ``hls_model`` is as ``convert`` left it: its one ``write()`` gave the project a new stamp, so the
+    library's name is new to this process (a second write would only repeat the same files).
     """
     from iris_fpga import csim_cache
 
@@ -105,8 +108,6 @@ def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path,
     for stale in (output_dir / "firmware").glob("myproject-*.so"):
         stale.unlink()
     try:
-        with keras_is_tf_keras():
-            hls_model.write()  # a new stamp, so a new library name
         library = output_dir / "firmware" / library_name(hls_model)
         prepare_build_script(output_dir)
         key = csim_cache.source_key(output_dir)
