@@ -1,14 +1,15 @@
 """The design-space explorer (issues 20, 30): a real sweep through a real Dask scheduler and workers.
 
-A `dask scheduler` and two `dask worker` processes start from the repository root; a two-point
-space runs through them at two folds: an 8-unit network at 25% sparsity (it learns), and the same
-at 99% sparsity, whose one weight left per layer cannot tell three classes apart (at most two
-thirds of a fold right: it can never reach --min-cv). That second point's fold-2 folder is blocked
-by a file, so its run fails. results.json must show the external workers ran every run, the failed
-point reported and skipped, the qualifying front measured by yosys alone (datapath and whole IP,
-synthesized, not verified), the winner chosen on CV and the whole IP, then built once on all the
-training samples, every check of the rtl and ip steps included, and scored on the test set; a second run recomputes nothing that succeeded; with the blocker gone, the hopeless point
-alone has no winner: exit 1. Bad space files are one line and exit 2 before any work.
+A `dask scheduler` and two `dask worker` processes start from the repository root; a two-point space
+runs through them at two folds: an 8-unit network at 25% sparsity (it learns), and the same at 99%
+sparsity, whose one weight left per layer cannot tell three classes apart (at most two thirds of a
+fold right: it can never reach --min-cv). That second point's fold-2 folder is blocked by a file, so
+its run fails. results.json must show the external workers ran every run, the failed point reported
+and skipped, the qualifying front measured by yosys alone (datapath and whole IP, synthesized, not
+verified), the winner chosen on CV and the whole IP, then built once on all the training samples,
+every check of the rtl and ip steps included, and scored on the test set; a second run recomputes
+nothing that succeeded; with the blocker gone, the hopeless point alone has no winner: exit 1. Bad
+space files are one line and exit 2 before any work.
 """
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def test_the_rule_chooses_on_cv_and_the_whole_ip_and_scores_the_test_set_once(sw
         assert run["rtl"]["verified"] is False and run["rtl"]["checks"].startswith("synthesized, not verified")
         assert "bit_exact" not in run["rtl"]["yosys"] and not {"rtl", "ip"} & set(state_of(run))  # no step ran
         measured = Path(run["output_dir"] + ".synth")
-        assert (measured / "rtl" / "synth" / "stat.json").is_file() and (measured / "ip" / "synth" / "stat.json").is_file()
+        assert all((measured / step / "synth" / "stat.json").is_file() for step in ("rtl", "ip"))
         assert not [p for p in measured.rglob("*") if p.name in ("sim_build", "cocotb.log", "netlist_build")]
         assert "yosys (synthesized, not verified): whole IP" in result.stdout
         figures.append(run["rtl"])

@@ -39,5 +39,6 @@ def test_layers_traced_as_written_train_the_same_weights_as_autograph(tmp_path, 
                                env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                                timeout=600)
     assert rewritten.returncode == 0, rewritten.stderr[-3000:]
-    weights = [(tmp_path / kind / "prj" / "pipeline" / "weights.npz").read_bytes() for kind in ("as-written", "rewritten")]
+    weights = [(tmp_path / kind / "prj" / "pipeline" / "weights.npz").read_bytes()
+               for kind in ("as-written", "rewritten")]
     assert weights[0] == weights[1]
