@@ -19,6 +19,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -132,10 +133,12 @@ def article_flow(folder: Path) -> dict:
 
 def against_the_article(work: Path, pairs: int) -> dict:
     """``pairs`` rounds, each: the article's flow and a fresh default build (seed 0, new folder, empty
-    compile cache), in alternating order, then a second build with seed I+1 reusing that cache."""
+    compile cache), in alternating order, then a second build with seed I+1 reusing that cache. The
+    rounds go into a new folder of ``work`` (an earlier run's builds there would be reused, not built)."""
     rows = []
+    rounds = Path(tempfile.mkdtemp(prefix="pairs-", dir=work))
     for i in range(pairs):
-        root = work / f"pair{i}"
+        root = rounds / f"pair{i}"
         env = {CACHE_ENV: str(root / "csim-cache")}  # empty: nothing compiled yet
         load = os.getloadavg()[0]
         first, then = ("article", "fresh") if i % 2 == 0 else ("fresh", "article")
