@@ -35,12 +35,12 @@ def _trace_as_written() -> None:
     """Let tf.function trace QKeras' and tensorflow-model-optimization's layer code as written.
 
     autograph rewrites the Python source of every function a trace calls into graph-building code,
-    again for every new model; for these two libraries that was over half of a default build's
-    training time (BENCHMARKS.md). Both are written with TensorFlow ops
-    (``tf.cond``, ``smart_cond``), never a Python ``if`` on a tensor, so the graph is the same: a
-    default build trains bit-identical weights (same build id). Were one of them to branch on a tensor,
-    its trace would raise, never compute something else. Uses autograph's own rule list, the one
-    TensorFlow fills with its own modules; if that internal moves, training converts as before.
+    once per function and process; for these two libraries that was over half of a default build's
+    train step (README, "Figures"). Their layers are written with TensorFlow's own ops, so traced as
+    written they give the same graph: a build trains bit-identical weights (same build id;
+    tests/test_keras_compat.py). Were one of them to branch in Python on a tensor, its trace would
+    raise, never compute something else. Uses autograph's own rule list, the one TensorFlow fills
+    with its own modules; if that internal moves, training converts as before.
     """
     try:
         from tensorflow.python.autograph.core import config
