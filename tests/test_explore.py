@@ -221,6 +221,27 @@ def test_the_fronts_synthesis_counts_what_the_full_steps_count(swept, tmp_path):
     assert measured["verified"] is False
 
 
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_front_folds_synthesis_never_writes_through_a_link_or_over_a_file(tmp_path, kind):
+    from iris_fpga.errors import ToolError
+    from iris_fpga.explore.synthesis import synthesize_fold
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "rtl").mkdir(parents=True)
+    (elsewhere / "rtl" / ".iris-fpga-rtl").write_text("a marker the rtl step would replace\n")
+    measure = tmp_path / "runs" / "p-fold1.synth"
+    measure.parent.mkdir()
+    if kind == "link":
+        measure.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        measure.write_text("in the way\n")
+    with pytest.raises(ToolError) as info:
+        synthesize_fold(tmp_path / "runs" / "p-fold1", measure, 3, "xc7z020clg400-1")
+    assert ("is a symbolic link" if kind == "link" else "is not a folder") in str(info.value)
+    assert sorted(p.name for p in elsewhere.rglob("*")) == [".iris-fpga-rtl", "rtl"]
+    assert measure.is_symlink() if kind == "link" else measure.read_text() == "in the way\n"
+
+
 def test_a_second_run_recomputes_nothing(swept, scheduler):
     space, out, first, results = swept
     def logs_of_kept_runs() -> dict:  # the failed run is retried, so its log is written again

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from iris_fpga.errors import ToolError
-from iris_fpga.fileio import refuse_link
+from iris_fpga.fileio import printable, refuse_link
 from iris_fpga.flow.context import GRAPH
 
 #: What a front fold's record says of its figures.
@@ -31,13 +31,13 @@ def synthesize_fold(build_dir: Path, measure_dir: Path, latency_cutoff: float, p
     from iris_fpga.ip.run import synthesize_ip, write_ip
 
     started = time.monotonic()
-    graph = load_graph(build_dir / "pipeline" / GRAPH)
-    rtl_dir, ip_dir = measure_dir / "rtl", measure_dir / "ip"
     refuse_link(measure_dir, "the synthesis folder")
     try:
         measure_dir.mkdir(exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise ToolError(f"{measure_dir} is not a folder: move it away") from None
+        raise ToolError(f"the synthesis folder {printable(measure_dir)} is not a folder: move it away") from None
+    graph = load_graph(build_dir / "pipeline" / GRAPH)
+    rtl_dir, ip_dir = measure_dir / "rtl", measure_dir / "ip"
     prepare_dir(rtl_dir)
     model = simulate.write_verilog(build_comb_logic(graph), rtl_dir, latency_cutoff, part)
     datapath = synth.resources(synth.synthesize(rtl_dir, simulate.TOP)["cells"])
