@@ -98,6 +98,9 @@ def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path,
     Whatever its origin, the library is a file of its own beside this project's ``weights/``: it
     loads its weights once per load (myproject.cpp's ``static bool loaded_weights``), so a library
     shared between projects would compute with the first project's weights.
+
+    ``hls_model`` is as ``convert`` left it: its one ``write()`` gave the project a new stamp, so the
+    library's name is new to this process (a second write would only repeat the same files).
     """
     from iris_fpga import csim_cache
 
@@ -105,8 +108,6 @@ def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path,
     for stale in (output_dir / "firmware").glob("myproject-*.so"):
         stale.unlink()
     try:
-        with keras_is_tf_keras():
-            hls_model.write()  # a new stamp, so a new library name
         library = output_dir / "firmware" / library_name(hls_model)
         prepare_build_script(output_dir)
         key = csim_cache.source_key(output_dir)
@@ -130,10 +131,13 @@ def compile_model(hls_model, early: "EarlyCompile | None" = None) -> tuple[Path,
     return library, "g++"
 
 
-def _remember_softmax_tables(project: Path) -> None:
-    """The softmax tables' dumper (another g++ run, csim_cache keeps its output) on the early project."""
+def _remember_softmax_tables(project: Path, nice: int) -> None:
+    """The softmax tables' dumper (another g++ run, csim_cache keeps its output) on the early project,
+    from this thread lowered by ``nice`` (on Linux a thread's own nice value, which the g++ it starts
+    inherits; the rest of the process keeps its own)."""
     from iris_fpga.datapath.softmax_export import export_softmax
 
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     try:
         export_softmax(project, "softmax")
     except (ToolError, OSError):
@@ -149,6 +153,11 @@ def prepare_build_script(output_dir: Path) -> None:
     """hls4ml's build_lib.sh, changed as this project compiles: weights beside the library, files in parallel."""
     _read_weights_beside_library(output_dir)
     _parallelize_build_script(output_dir / "build_lib.sh")
+
+
+#: How much lower the early compile runs than the build (``nice``): training, which the next steps
+#: wait for, gets a busy core first, and g++ takes what is left; it is not needed before the csim step.
+EARLY_NICE = 10
 
 
 class EarlyCompile:
@@ -175,9 +184,10 @@ class EarlyCompile:
         if key is None or csim_cache.fetch(key) is not None:
             return None
         library = project / "firmware" / library_name(hls_model)
-        process = subprocess.Popen(["bash", "build_lib.sh"], cwd=project, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        tables = threading.Thread(target=_remember_softmax_tables, args=(project,), daemon=True)
+        process = subprocess.Popen(["nice", "-n", str(EARLY_NICE), "bash", "build_lib.sh"], cwd=project,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        tables = threading.Thread(target=_remember_softmax_tables, args=(project, EARLY_NICE), daemon=True)
         tables.start()
         return cls(key, library, process, tables)
 

@@ -1,14 +1,15 @@
 """The design-space explorer (issues 20, 30): a real sweep through a real Dask scheduler and workers.
 
-A `dask scheduler` and two `dask worker` processes start from the repository root; a two-point
-space runs through them at two folds: an 8-unit network at 25% sparsity (it learns), and the same
-at 99% sparsity, whose one weight left per layer cannot tell three classes apart (at most two
-thirds of a fold right: it can never reach --min-cv). That second point's fold-2 folder is blocked
-by a file, so its run fails. results.json must show the external workers ran every run, the failed
-point reported and skipped, the qualifying front measured by yosys (datapath and whole IP), the
-winner chosen on CV and the whole IP, then built once on all the training samples and scored on the
-test set; a second run recomputes nothing that succeeded; with the blocker gone, the hopeless point
-alone has no winner: exit 1. Bad space files are one line and exit 2 before any work.
+A `dask scheduler` and two `dask worker` processes start from the repository root; a two-point space
+runs through them at two folds: an 8-unit network at 25% sparsity (it learns), and the same at 99%
+sparsity, whose one weight left per layer cannot tell three classes apart (at most two thirds of a
+fold right: it can never reach --min-cv). That second point's fold-2 folder is blocked by a file, so
+its run fails. results.json must show the external workers ran every run, the failed point reported
+and skipped, the qualifying front measured by yosys alone (datapath and whole IP, synthesized, not
+verified), the winner chosen on CV and the whole IP, then built once on all the training samples,
+every check of the rtl and ip steps included, and scored on the test set; a second run recomputes
+nothing that succeeded; with the blocker gone, the hopeless point alone has no winner: exit 1. Bad
+space files are one line and exit 2 before any work.
 """
 from __future__ import annotations
 
@@ -163,12 +164,17 @@ def test_the_rule_chooses_on_cv_and_the_whole_ip_and_scores_the_test_set_once(sw
     _, out, result, results = swept
     good = by_sparsity(results, 0.25)
     assert good["pareto"] is True and good["estimated_by"] == "yosys" and good["cv_min"] >= float(MIN_CV)
+    assert good["ip_verified"] is False and "yosys (synthesized, not verified)" in (out / "pareto.md").read_text()
     figures = []
     for name in ("fold1", "fold2"):
-        run, state = good["runs"][name], state_of(good["runs"][name])
-        assert run["rtl"]["yosys"]["LUT"] == state["rtl"]["result"]["report"]["resources"]["LUT"] > 0
-        assert run["rtl"]["ip"]["LUT"] == state["ip"]["result"]["ip"]["resources"]["LUT"] > run["rtl"]["yosys"]["LUT"]
-        assert run["rtl"]["yosys"]["bit_exact"]["test"] == {"matched": 60, "total": 60}  # the fold's samples
+        run = good["runs"][name]
+        assert run["rtl"]["ip"]["LUT"] > run["rtl"]["yosys"]["LUT"] > 0
+        assert run["rtl"]["verified"] is False and run["rtl"]["checks"].startswith("synthesized, not verified")
+        assert "bit_exact" not in run["rtl"]["yosys"] and not {"rtl", "ip"} & set(state_of(run))  # no step ran
+        measured = Path(run["output_dir"] + ".synth")
+        assert all((measured / step / "synth" / "stat.json").is_file() for step in ("rtl", "ip"))
+        assert not [p for p in measured.rglob("*") if p.name in ("sim_build", "cocotb.log", "netlist_build")]
+        assert "yosys (synthesized, not verified): whole IP" in result.stdout
         figures.append(run["rtl"])
     assert good["ip_lut"] == max(f["ip"]["LUT"] for f in figures) and good["lut"] == max(f["yosys"]["LUT"]
                                                                                          for f in figures)
@@ -179,6 +185,11 @@ def test_the_rule_chooses_on_cv_and_the_whole_ip_and_scores_the_test_set_once(sw
     state = state_of(final)
     assert "cv" not in state["csim"]["result"] and {k: state["data"]["result"][k] for k in ("n_train", "n_test")} == {"n_train": 120, "n_test": 30}
     assert "--cv-fold" not in final["command"] and "--seed 0 --accelerator rtl " in final["command"]
+    assert final["rtl"]["verified"] is True and winner["verified"] is True  # the full ip step: every check
+    assert state["ip"]["result"]["ip"]["netlist_bit_exact"]["test"] == {"matched": 30, "total": 30}
+    assert [r["name"] for r in state["ip"]["result"]["ip"]["runs"]] == [
+        "steady-one-frame", "steady-frame-per-sample", "paused-one-frame", "paused-frame-per-sample"]
+    assert final["rtl"]["yosys"]["bit_exact"]["test"] == {"matched": 30, "total": 30}
     assert winner["test_accuracy"] == final["csim"] == state["csim"]["result"]["accuracy"]["csim"]
     assert round(winner["test_accuracy"] * 30, 6) == round(winner["test_accuracy"] * 30)
     assert winner["ip_lut"] == state["ip"]["result"]["ip"]["resources"]["LUT"]
@@ -189,6 +200,46 @@ def test_the_rule_chooses_on_cv_and_the_whole_ip_and_scores_the_test_set_once(sw
     assert winner["command"] in result.stdout and f"test accuracy {100 * winner['test_accuracy']:.2f}%" in result.stdout
     assert "--hidden 8" in (out / "pareto.md").read_text()
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_fronts_synthesis_counts_what_the_full_steps_count(swept, tmp_path):
+    """One place for each thing: the front's yosys-only measurement of a build gives exactly the
+    figures the full rtl and ip steps gave for it (the winner's final build ran them), unverified."""
+    from iris_fpga.explore.synthesis import synthesize_fold
+    from iris_fpga.flow.cli import parse_args
+    from iris_fpga.hls import board_part
+
+    final = by_sparsity(swept[3], 0.25)["final"]
+    _, config = parse_args(shlex.split(final["command"])[2:])
+    measured = synthesize_fold(Path(final["output_dir"]), tmp_path / "measured", config.latency_cutoff,
+                               board_part(config.board))
+    state = state_of(final)
+    report, ip = state["rtl"]["result"]["report"], state["ip"]["result"]["ip"]
+    assert measured["yosys"] == {"LUT": report["resources"]["LUT"], "FF": report["resources"]["FF"],
+                                 "latency_cycles": report["latency_cycles"]}
+    assert measured["ip"] == {k: ip["resources"][k] for k in ("LUT", "FF", "DSP", "BRAM")}
+    assert measured["verified"] is False
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_front_folds_synthesis_never_writes_through_a_link_or_over_a_file(tmp_path, kind):
+    from iris_fpga.errors import ToolError
+    from iris_fpga.explore.synthesis import synthesize_fold
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "rtl").mkdir(parents=True)
+    (elsewhere / "rtl" / ".iris-fpga-rtl").write_text("a marker the rtl step would replace\n")
+    measure = tmp_path / "runs" / "p-fold1.synth"
+    measure.parent.mkdir()
+    if kind == "link":
+        measure.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        measure.write_text("in the way\n")
+    with pytest.raises(ToolError) as info:
+        synthesize_fold(tmp_path / "runs" / "p-fold1", measure, 3, "xc7z020clg400-1")
+    assert ("is a symbolic link" if kind == "link" else "is not a folder") in str(info.value)
+    assert sorted(p.name for p in elsewhere.rglob("*")) == [".iris-fpga-rtl", "rtl"]
+    assert measure.is_symlink() if kind == "link" else measure.read_text() == "in the way\n"
 
 
 def test_a_second_run_recomputes_nothing(swept, scheduler):
@@ -202,7 +253,7 @@ def test_a_second_run_recomputes_nothing(swept, scheduler):
     again = explore("--space", str(space), "--folds", "2", "--min-cv", MIN_CV, "--out", str(out),
                     "--scheduler", scheduler)
     assert again.returncode == first.returncode, again.stderr
-    runs = [line for line in again.stdout.splitlines() if line.startswith(("csim ", "ip "))]
+    runs = [line for line in again.stdout.splitlines() if line.startswith(("csim ", "synth ", "ip "))]
     assert runs and all("--sparsity 0.99 " in line and "FAILED" in line for line in runs), runs
     assert logs and logs_of_kept_runs() == logs
     kept = json.loads((out / "results.json").read_text())
@@ -228,7 +279,7 @@ def test_no_point_reaching_min_cv_is_no_winner_and_exit_1(swept, scheduler, tmp_
     point = kept["points"][0]
     assert kept["winner"] is None and point["status"] == "done" and point["cv_min"] < float(MIN_CV)
     assert point["estimated_by"] == "da4ml" and "final" not in point  # never measured, never built on the test set
-    runs = [line for line in result.stdout.splitlines() if line.startswith(("csim ", "ip "))]
+    runs = [line for line in result.stdout.splitlines() if line.startswith(("csim ", "synth ", "ip "))]
     assert len(runs) == 1 and "--cv-fold 2/2 " in runs[0] and "FAILED" not in runs[0], runs  # the retried fold only
     assert (out / "winner.txt").read_text().startswith("no measured point reaches 50.00%")
     assert by_sparsity(kept, 0.25)["id"] in {p["id"] for p in kept["other_points"]}  # the other space's kept
@@ -486,6 +537,7 @@ def test_a_malformed_results_file_is_one_line_naming_it(tmp_path, data):
     lambda d: d["points"][0]["runs"]["fold1"].update(rtl={"yosys": {"LUT": 0, "FF": 1, "latency_cycles": 1}}),
     lambda d: d["points"][0]["runs"]["fold1"]["rtl"].pop("ip"),
     lambda d: d["points"][0]["runs"]["fold1"]["rtl"]["ip"].update(BRAM="0.5"),
+    lambda d: d["points"][0]["runs"]["fold1"]["rtl"].update(verified="no"),
     lambda d: d["points"][0].update(final={"worker": "w"}),
     lambda d: d["points"][0].update(final={k: v for k, v in good_run().items() if k != "rtl"}),
     lambda d: d.update(other_points={"a": 1}),

@@ -4,7 +4,8 @@ A point is trained K times, each time without one stratified fold of the 120 tra
 scored by the C-simulation on that fold: ``cv_accuracy`` is the mean over the folds, ``cv_min`` the
 worst fold. The 30 test samples take no part. Its datapath cost ``lut`` is the largest over its
 folds, from yosys when every fold was measured, else from da4ml's estimate (``estimated_by`` says
-which); ``ip_lut`` is the whole IP's (yosys), once measured.
+which); ``ip_lut`` is the whole IP's (yosys), once measured; ``ip_verified`` False when the folds
+were synthesized alone (the front's measurement), never verified.
 
 The rule: the winner is the measured point with the fewest ``ip_lut`` whose ``cv_min`` reaches
 ``--min-cv``. Only then is it built on all 120 training samples and scored once on the test set.
@@ -35,7 +36,7 @@ def summarize(point: dict, folds: int) -> dict:
                "errors": errors, "workers": sorted({run["worker"] for run in runs.values() if run})}
     if summary["status"] != DONE:
         return {**point, **summary, "cv_accuracy": None, "cv_min": None, "lut": None, "ip_lut": None, "ff": None,
-                "latency_cycles": None, "estimated_by": None}
+                "latency_cycles": None, "estimated_by": None, "ip_verified": None}
     measured = all("yosys" in run.get("rtl", {}) for run in runs.values())
     figures = [run["rtl"]["yosys"] if measured else run["da4ml"] for run in runs.values()]
     return {
@@ -50,6 +51,7 @@ def summarize(point: dict, folds: int) -> dict:
         "ff": max(f["FF"] for f in figures),
         "latency_cycles": max(f["latency_cycles"] for f in figures),
         "estimated_by": "yosys" if measured else "da4ml",
+        "ip_verified": all(run["rtl"].get("verified", True) for run in runs.values()) if measured else None,
     }
 
 
@@ -96,7 +98,8 @@ def winner(point: dict, final: dict | None) -> dict:
     return {**chosen, "test_accuracy": final["csim"], "keras_test_accuracy": final["keras"],
             "val_accuracy": final["val_accuracy"], "ip_lut": ip["LUT"], "ip_ff": ip["FF"], "ip_dsp": ip["DSP"],
             "ip_bram": ip["BRAM"], "lut": datapath["LUT"], "ff": datapath["FF"],
-            "latency_cycles": datapath["latency_cycles"], "bit_exact": datapath["bit_exact"]}
+            "latency_cycles": datapath["latency_cycles"], "bit_exact": datapath["bit_exact"],
+            "verified": final["rtl"].get("verified", True)}
 
 
 def estimate_error(points: list[dict]) -> dict | None:

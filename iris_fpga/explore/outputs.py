@@ -55,10 +55,11 @@ def front_table(front: list[dict]) -> str:
              "datapath LUT | whole IP LUT | FF | latency | by |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in front:
         ip_lut = f"{p['ip_lut']:,}" if p["ip_lut"] is not None else "-"
+        by = p["estimated_by"] + (" (synthesized, not verified)" if p.get("ip_verified") is False else "")
         lines.append(f"| `{' '.join(p['args'])}` | {100 * p['cv_accuracy']:.2f}% | {100 * p['cv_min']:.2f}% | "
                      f"{100 * p['keras_accuracy']:.2f}% | {100 * p['val_accuracy']:.2f}% | "
                      f"{100 * p['sparsity']:.1f}% | {p['lut']:,} | {ip_lut} | {p['ff']:,} | {p['latency_cycles']} | "
-                     f"{p['estimated_by']} |")
+                     f"{by} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,9 @@ TypeError in the middle of a sweep.
 
 A run is either a failure (``error``: text; a later sweep retries it) or a success: ``worker``,
 the accuracies and sparsity as fractions, da4ml's figures, and optionally the measurement of the
-rtl and ip steps (its own ``error``, or yosys's figures of the datapath and of the whole IP). A
+rtl and ip steps (its own ``error``, or yosys's figures of the datapath and of the whole IP, and
+optionally ``verified``: false for a front fold's synthesis alone; records of explorers before it
+were all verified). A
 point is ``id``, ``settings``, ``args`` (text), ``runs`` by fold (``fold1`` ..) and, once chosen,
 its ``final`` run.
 """
@@ -59,6 +61,8 @@ def run_problem(run: Any) -> str | None:
     problem = _figures_problem(rtl.get("yosys"), 1)  # a LUT count divides da4ml's error: never 0
     if problem:
         return f"'rtl.yosys' {problem}"
+    if not isinstance(rtl.get("verified", True), bool):
+        return "has an rtl 'verified' that is not true or false"
     problem = _ip_problem(rtl.get("ip"))
     return f"'rtl.ip' {problem}" if problem else None
 

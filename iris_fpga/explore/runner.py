@@ -1,6 +1,7 @@
-"""The sweep: every point on every fold up to the C-simulation, then the whole IP (rtl and ip steps)
-of the front's qualifying points until the rule can choose, then the winner's final build;
-results.json is rewritten after every run."""
+"""The sweep: every point on every fold up to the C-simulation, then yosys on the datapath and the
+whole IP of the front's qualifying points until the rule can choose (synthesized, not verified),
+then the winner's final build through the full rtl and ip steps; results.json is rewritten after
+every run."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.explore import front as fr
 from iris_fpga.explore import outputs
 from iris_fpga.explore.space import Point
-from iris_fpga.explore.task import CSIM, IP, Run, run_build
+from iris_fpga.explore.task import CSIM, IP, SYNTH, Run, run_build
 from iris_fpga.terminal import escape_lines, show
 
 CONNECT_TIMEOUT_S = 30
@@ -85,17 +86,18 @@ class Sweep:
         self.other = list(kept.values())  # points of other spaces kept in results.json, untouched
         self.made = results.get("outputs", {})  # pareto.md, pareto.png, winner.txt as last written
         self.winner = None
-        self.phases: dict[str, dict] = {}  # this sweep's runs and seconds per phase (csim, ip, final)
+        self.phases: dict[str, dict] = {}  # this sweep's runs and seconds per phase (csim, synth, final)
 
     def run(self) -> dict:
-        """Score every point by cross-validation, measure the whole IP of the front's qualifying points
-        until the rule can choose, then build the winner once on all 120 training samples and score it
-        on the test set; return the summary (``winner`` None when no measured point qualifies)."""
+        """Score every point by cross-validation, synthesize the whole IP of the front's qualifying points
+        until the rule can choose, then build the winner once on all 120 training samples (every check
+        of the rtl and ip steps) and score it on the test set; return the summary (``winner`` None when
+        no measured point qualifies)."""
         started = time.monotonic()
         self.execute([self.make_run(p, fold, CSIM) for p in self.points for fold in range(1, self.folds + 1)
                       if f"fold{fold}" not in self.records[p.id]["runs"]], "csim")
-        while todo := [run for point in fr.candidates(self.summaries(), self.min_cv) for run in self.ip_runs(point)]:
-            self.execute(todo, "ip")
+        while todo := [run for point in fr.candidates(self.summaries(), self.min_cv) for run in self.synth_runs(point)]:
+            self.execute(todo, SYNTH)
         summaries = self.summaries()
         chosen = fr.choose(summaries, self.min_cv)
         if chosen is not None:
@@ -117,8 +119,8 @@ class Sweep:
         folder = (self.out / "runs" / f"{point.id}-{run.name}").resolve()
         return dataclasses.replace(run, output_dir=str(folder))
 
-    def ip_runs(self, summary: dict) -> list[Run]:
-        return [self.make_run(self.point(summary["id"]), fold, IP) for fold in range(1, self.folds + 1)
+    def synth_runs(self, summary: dict) -> list[Run]:
+        return [self.make_run(self.point(summary["id"]), fold, SYNTH) for fold in range(1, self.folds + 1)
                 if "rtl" not in summary["runs"][f"fold{fold}"]]
 
     def execute(self, runs: list[Run], phase: str) -> None:
@@ -201,7 +203,7 @@ def describe(run: Run, record: dict) -> str:
     where = f"[{record.get('worker', '?')}]"
     if "error" in record:
         return f"FAILED {where} {run.command()}: {record['error']}"
-    measured = record.get("rtl", record) if run.kind == IP else None
+    measured = record.get("rtl", record) if run.kind in (SYNTH, IP) else None
     parts = []
     if run.kind == CSIM or run.fold is None:
         held_out = f"fold {run.fold}/{run.folds}" if run.fold else "the test set"
@@ -209,7 +211,8 @@ def describe(run: Run, record: dict) -> str:
                      f"validation {100 * record['val_accuracy']:.2f}%, da4ml {record['da4ml']['LUT']:,} LUT")
     if measured:
         y, ip = measured["yosys"], measured["ip"]
-        parts.append(f"yosys: whole IP {ip['LUT']:,} LUT, datapath {y['LUT']:,} LUT, {y['FF']:,} FF, "
+        checked = "verified" if measured.get("verified", True) else "synthesized, not verified"
+        parts.append(f"yosys ({checked}): whole IP {ip['LUT']:,} LUT, datapath {y['LUT']:,} LUT, {y['FF']:,} FF, "
                      f"{y['latency_cycles']} cycles")
     return f"{where} {run.command()}: {'; '.join(parts)} ({record['seconds']:.0f} s)"
 

@@ -1,12 +1,13 @@
-"""One build of one point, on one fold or on the whole training part, run on a Dask worker.
+"""One build of one point, on one fold or on the whole training part, or a front fold's synthesis, run on a Dask worker.
 
 This module is what the workers import (start them from the repository root). A build runs in the
 worker's own process, as ``BuildModel.py``'s ``main`` with the run's arguments: TensorFlow and
 hls4ml are imported once per worker, not once per run. Each run is isolated as its own process
 would be: a fresh Keras session (the seed is set by the train step), its own hls4ml project and its
 own copy of the C-simulation library beside its own ``weights/`` (``iris_fpga.hls``), everything it
-prints in its own log, and one build at a time per worker process. Failures come back as a record
-with an ``error`` line, never as an exception.
+prints in its own log, and one build at a time per worker process. A front fold's measurement
+(``synthesis``) runs the same way, in its own folder beside the fold's. Failures come back as a
+record with an ``error`` line, never as an exception.
 """
 from __future__ import annotations
 
@@ -25,14 +26,16 @@ from pathlib import Path
 from iris_fpga.errors import ExitCode, ToolError
 from iris_fpga.fileio import load_json, open_for_writing
 
-# The two kinds of run: up to the C-simulation, then the whole IP (the rtl and ip steps: bit-exact
-# Verilog, cocotb, yosys) in the same folder, whose earlier steps are reused.
-CSIM, IP = "csim", "ip"
+# The three kinds of run: a fold up to the C-simulation; a front fold's yosys figures of the datapath
+# and the whole IP, synthesized from its exported graph but not verified (``synthesis``); the winner's
+# final build through the ip step (bit-exact Verilog, cocotb, yosys, the netlist's simulation).
+CSIM, SYNTH, IP = "csim", "synth", "ip"
 
 
 @dataclass(frozen=True)
 class Run:
-    """``python BuildModel.py ARGS --seed S [--cv-fold I/K]`` into its own folder, up to ``kind``'s step.
+    """``python BuildModel.py ARGS --seed S [--cv-fold I/K]`` into its own folder, up to ``kind``'s step
+    (a ``SYNTH`` run: the command that builds, and verifies, the IP it synthesizes).
 
     A fold run (``fold`` 1 to ``folds``) trains without fold I and scores on it, with seed I-1: each
     fold its own seed. ``fold`` None is the final build of the winner: all 120 training samples,
@@ -59,20 +62,21 @@ class Run:
     def build_args(self) -> list[str]:
         """The settings: what rebuilds this run's package (without folders and steps)."""
         fold = ["--cv-fold", f"{self.fold}/{self.folds}"] if self.fold else []
-        accelerator = ["--accelerator", "rtl"] if self.kind == IP else []
+        accelerator = ["--accelerator", "rtl"] if self.kind in (SYNTH, IP) else []
         return [*self.args, "--seed", str(self.seed), *fold, *accelerator]
 
     def argv(self) -> list[str]:
         # The package folder beside the build's, never inside it (BuildModel refuses nested folders).
         return ["BuildModel.py", *self.build_args(), "--output-dir", self.output_dir,
-                "--package-dir", self.output_dir + "-package", "--to", self.kind, "-q"]
+                "--package-dir", self.output_dir + "-package", "--to", IP if self.kind == SYNTH else self.kind, "-q"]
 
     def command(self) -> str:
         return shlex.join(["python", *self.argv()])
 
 
 def run_build(run: Run) -> dict:
-    """Run the build; return its figures (or ``error``), the worker that ran it and the seconds it took."""
+    """Run the build (or a front fold's synthesis); return its figures (or ``error``), the worker that
+    ran it and the seconds it took."""
     started = time.monotonic()
     folder = Path(run.output_dir)
     log = folder.with_name(f"{folder.name}.{run.kind}.log")  # beside it: BuildModel's folder holds only its own
@@ -82,21 +86,44 @@ def run_build(run: Run) -> dict:
             folder.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ToolError(f"cannot create the run's folder {folder} ({exc.strerror})") from None
-        with open_for_writing(log) as out:
-            code = build_here(run.argv()[1:], out)
-        if code:
-            raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
-        steps = load_json(folder / "pipeline" / "state.json")
-        if run.kind == IP and run.fold:  # a fold's measurement, added to its C-simulation run
-            record.update(ip_figures(steps))
-        else:  # a fold's C-simulation, or the final build: test accuracy and the whole IP at once
-            record.update(csim_figures(steps, folder, run.latency_cutoff))
-            if run.kind == IP:
-                record["rtl"] = ip_figures(steps)
+        record.update(synthesized(run, log) if run.kind == SYNTH else built(run, log))
     except (ToolError, OSError, ValueError, KeyError, TypeError) as exc:
         record["error"] = str(exc) if isinstance(exc, ToolError) else f"unreadable results in {folder} ({exc!r})"
     record["seconds"] = round(time.monotonic() - started, 1)
     return record
+
+
+def built(run: Run, log: Path) -> dict:
+    """``BuildModel.py`` for ``run``: a fold's C-simulation figures, or the final build's (test accuracy)
+    with the whole IP its ip step verified and synthesized (``rtl``)."""
+    folder = Path(run.output_dir)
+    with open_for_writing(log) as out:
+        code = build_here(run.argv()[1:], out)
+    if code:
+        raise ToolError(f"BuildModel.py exit {code}: {last_error(log)} (log: {log})")
+    steps = load_json(folder / "pipeline" / "state.json")
+    figures = csim_figures(steps, folder, run.latency_cutoff)
+    return {**figures, "rtl": ip_figures(steps)} if run.kind == IP else figures
+
+
+def synthesized(run: Run, log: Path) -> dict:
+    """A front fold's yosys figures (``synthesis``), from its C-simulation run's folder, made in
+    ``<folder>.synth/``, with the settings BuildModel.py's parser gives its command; output into ``log``."""
+    from iris_fpga.explore.synthesis import synthesize_fold
+    from iris_fpga.flow.cli import parse_args
+    from iris_fpga.hls import board_part
+
+    folder = Path(run.output_dir)
+    _, config = parse_args(run.argv()[1:])
+    with open_for_writing(log) as out, _ONE_BUILD, _output_to(out):
+        try:
+            return synthesize_fold(folder, folder.with_name(f"{folder.name}.{SYNTH}"), config.latency_cutoff,
+                                   board_part(config.board))
+        except ToolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a library's error fails this run only, traceback in its log
+            traceback.print_exc()
+            raise ToolError(f"the synthesis failed ({exc!r}; log: {log})") from None
 
 
 def csim_figures(steps: dict, folder: Path, latency_cutoff: float) -> dict:
@@ -118,13 +145,14 @@ def csim_figures(steps: dict, folder: Path, latency_cutoff: float) -> dict:
 
 def ip_figures(steps: dict) -> dict:
     """What yosys measured: the datapath (the rtl step's bit-exact Verilog) and the whole IP (the ip
-    step's, verified word for word with cocotb): float casts, softmax tables and AXI-Stream control too."""
+    step's, verified word for word with cocotb and on its netlist): float casts, softmax tables and
+    AXI-Stream control too."""
     report = steps["rtl"]["result"]["report"]
     whole = steps["ip"]["result"]["ip"]["resources"]
     return {"yosys": {"LUT": report["resources"]["LUT"], "FF": report["resources"]["FF"],
                       "latency_cycles": report["latency_cycles"],
                       "bit_exact": {k: report["bit_exact"][k] for k in ("test", "random") if k in report["bit_exact"]}},
-            "ip": {k: whole[k] for k in ("LUT", "FF", "DSP", "BRAM")}}
+            "ip": {k: whole[k] for k in ("LUT", "FF", "DSP", "BRAM")}, "verified": True}
 
 
 _ONE_BUILD = threading.Lock()  # a worker with several threads still runs one build at a time

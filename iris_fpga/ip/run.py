@@ -148,13 +148,20 @@ def _verify_rtl(ip_dir: Path, sources: list[Path], top: str, n_out: int, seed: i
     return runs
 
 
-def _synthesize(ip_dir: Path, top: str, sources: list[str], clocks: int, seconds: dict) -> dict:
-    """yosys (cells, worst path: checked at once, so a failing IP stops before the netlist's long build),
-    then the mapped netlist with the xc7 cell models, Verilated into a library (``netlist_library``)
-    compiled for a simulation of about ``clocks`` clocks."""
+def synthesize_ip(ip_dir: Path, top: str, sources: list[str]) -> dict:
+    """yosys on the IP's Verilog: its cells, longest path, mapped netlist and worst logic delay, checked
+    at once (``check_timing``). What the step measures; the explorer's front measures with it alone."""
     result = synth.synthesize(ip_dir, top, sources=sources, longest_path=True, timing=True)
-    seconds["yosys"] = result["seconds"]
     result["timing"] = check_timing(result["timing"])
+    return result
+
+
+def _synthesize(ip_dir: Path, top: str, sources: list[str], clocks: int, seconds: dict) -> dict:
+    """yosys (``synthesize_ip``: a failing IP stops before the netlist's long build), then the mapped
+    netlist with the xc7 cell models, Verilated into a library (``netlist_library``) compiled for a
+    simulation of about ``clocks`` clocks."""
+    result = synthesize_ip(ip_dir, top, sources)
+    seconds["yosys"] = result["seconds"]
     built = build_library([synth.cell_models(), result["netlist"]], top, ip_dir / NETLIST_BUILD,
                           netlist_flags(clocks))
     seconds["netlist_build"] = built["seconds"]
