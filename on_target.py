@@ -229,8 +229,7 @@ class Ip(NamedTuple):
     n_in: int
     n_out: int
     input_type: str
-    low: float  # the input type holds [low, high)
-    high: float
+    inputs: tuple  # the input type holds (low, high, low_closed, high_closed): see input_range
     defaulted: tuple
 
     @property
@@ -245,9 +244,15 @@ class Ip(NamedTuple):
 # ap_fixed<W,I[,Q[,O[,N]]]> as hls4ml writes a type (definition_cpp), and ap_int<W>.
 FIXED_TYPE = re.compile(r"ap_(u?)fixed<\s*(\d{1,4})\s*,\s*(-?\d{1,4})\s*"
                         r"(?:,\s*AP_(TRN|TRN_ZERO|RND|RND_ZERO|RND_INF|RND_MIN_INF|RND_CONV)\s*"
-                        r"(?:,\s*AP_(?:WRAP|SAT|SAT_ZERO|SAT_SYM)\s*(?:,\s*\d{1,4}\s*)?)?)?>")
+                        r"(?:,\s*AP_(WRAP|SAT|SAT_ZERO|SAT_SYM)\s*(?:,\s*\d{1,4}\s*)?)?)?>")
 INT_TYPE = re.compile(r"ap_(u?)int<\s*(\d{1,4})\s*>")
-MAX_TYPE_BITS = 1023  # 2.0 ** 1024 overflows a float
+MAX_TYPE_BITS = 1024  # AP_INT_MAX_W
+# As iris_fpga/flow/checks.py's EDGES: per rounding mode, how many steps below the lowest held value
+# and below 2**top each edge lies, and whether a float exactly on it is held.
+EDGES = {"TRN": (0.0, 0.0, True, False), "TRN_ZERO": (1.0, 0.0, False, False),
+         "RND": (0.5, 0.5, True, False), "RND_CONV": (0.5, 0.5, True, False),
+         "RND_ZERO": (0.5, 0.5, True, True), "RND_INF": (0.5, 0.5, False, False),
+         "RND_MIN_INF": (0.5, 0.5, False, True)}
 
 
 def read_manifest(allow_absent):
@@ -324,17 +329,14 @@ def read_ip(manifest):
         if type(values[key]) is not int or not 1 <= values[key] <= MAX_WORDS:
             raise TargetError("{} gives {} = {!r}: expected a whole number from 1 to {}".format(
                 MANIFEST, key, values[key], MAX_WORDS))
-    low, high = input_range(values["input_type"])
     defaulted = tuple(sorted(key for key in IP_DEFAULTS if key not in given))
-    return Ip(low=low, high=high, defaulted=defaulted, **values)
+    return Ip(inputs=input_range(values["input_type"]), defaulted=defaulted, **values)
 
 
 def input_range(type_name):
-    """[low, high): the inputs an ap_fixed<W,I[,Q,...]>, ap_ufixed, ap_int<W> or ap_uint<W> holds.
-
-    The rule of iris_fpga/flow/checks.py's input_range: ap_fixed first rounds a float to the type's
-    step (truncation, hls4ml's default, or a rounding mode, which moves both edges down by half a
-    step), then wraps or saturates what lies outside. ap_fixed<16,6>: [-32, 32).
+    """(low, high, low_closed, high_closed): the floats an ap_fixed<W,I[,Q[,O,...]]>, ap_ufixed,
+    ap_int<W> or ap_uint<W> holds without overflow, by the rule of iris_fpga/flow/checks.py's
+    input_range (which says why each line is so). ap_fixed<16,6>: [-32, 32).
     """
     match = isinstance(type_name, str) and (FIXED_TYPE.fullmatch(type_name) or INT_TYPE.fullmatch(type_name))
     if not match:
@@ -344,15 +346,23 @@ def input_range(type_name):
     fixed = match.re is FIXED_TYPE
     integer = int(match.group(3)) if fixed else width
     rounding = (match.group(4) if fixed else None) or "TRN"
+    symmetric = int(signed and width > 1 and fixed and match.group(5) == "SAT_SYM")
     if not 1 <= width <= MAX_TYPE_BITS or abs(integer) > MAX_TYPE_BITS:
         raise TargetError("{} gives input_type {!r}: at most {} bits".format(MANIFEST, type_name, MAX_TYPE_BITS))
     step = 2.0 ** -(width - integer)
     top = integer - int(signed)  # high = 2**top
-    high = math.ldexp(1.0, top)  # finite: at most 1023 bits
-    low = -high if signed else 0.0
-    if rounding.startswith("RND"):
-        return low - step / 2, high - step / 2
-    return low, high
+    high = float("inf") if top >= 1024 else math.ldexp(1.0, top)
+    nominal_low = -high if signed else 0.0
+    low_steps, high_steps, low_closed, high_closed = EDGES[rounding]
+    if rounding == "RND_CONV":  # a tie goes to the even code
+        code_min, code_max = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        low_closed, high_closed = (code_min + symmetric) % 2 == 0, (code_max + 1) % 2 == 1
+    edge_low, edge_high = nominal_low + (symmetric - low_steps) * step, high - high_steps * step
+    if edge_low == nominal_low and low_steps != symmetric:
+        low_closed = low_steps > symmetric
+    if edge_high == high and high_steps:
+        high_closed = False
+    return edge_low, edge_high, low_closed, high_closed
 
 
 # --------------------------------------------------------------------------- files
@@ -504,10 +514,11 @@ def out_of_range(np, x, ip):
     """Input values the IP's input type cannot hold (it wraps or saturates them), and their samples:
     the rule of iris_fpga/flow/checks.py's out_of_range, which names the samples only."""
     x = np.asarray(x, dtype=np.float64)  # float32 against the edges would round them (NEP 50)
-    outside = ~np.isfinite(x) | (x < ip.low) | (x >= ip.high)
+    low, high, low_closed, high_closed = ip.inputs
+    outside = ~np.isfinite(x) | ((x < low) if low_closed else (x <= low)) | ((x > high) if high_closed else (x >= high))
     rows = np.flatnonzero(outside.any(axis=1))
-    return {"input_type": ip.input_type, "range": [ip.low, ip.high], "values": int(outside.sum()),
-            "samples": int(rows.size), "first_samples": rows[:100].tolist()}
+    return {"input_type": ip.input_type, "range": [low, high], "closed": [low_closed, high_closed],
+            "values": int(outside.sum()), "samples": int(rows.size), "first_samples": rows[:100].tolist()}
 
 
 def _sha256(path):
@@ -1021,10 +1032,12 @@ def warn_out_of_range(say, outside):
         return
     rows = outside["first_samples"][:SHOWN_SAMPLES]
     more = outside["samples"] - len(rows)
-    say("warning: {} input value(s) in {} sample(s) ({}{}) lie outside {}'s range [{:g}, {:g}): the IP turns them "
-        "into other values; the run goes on so that its outputs show what it does with them".format(
+    (low, high), (low_closed, high_closed) = outside["range"], outside["closed"]
+    say("warning: {} input value(s) in {} sample(s) ({}{}) lie outside {}'s range {}{:g}, {:g}{}: the IP turns "
+        "them into other values; the run goes on so that its outputs show what it does with them".format(
             outside["values"], outside["samples"], ", ".join(map(str, rows)),
-            " and {} more".format(more) if more else "", outside["input_type"], *outside["range"]))
+            " and {} more".format(more) if more else "", outside["input_type"],
+            "[" if low_closed else "(", low, high, "]" if high_closed else ")"))
 
 
 def warn_timing(say, manifest):

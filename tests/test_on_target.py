@@ -184,7 +184,7 @@ def test_the_manifest_describes_the_ip(package):
     rows = np.flatnonzero(outside.any(axis=1)).tolist()
     assert 0 < outside.sum() < x.size, "the test data must straddle the narrower range"
     assert record["inputs_outside_input_type"] == {
-        "input_type": "ap_fixed<8,2>", "range": [-2.0, 2.0], "values": int(outside.sum()),
+        "input_type": "ap_fixed<8,2>", "range": [-2.0, 2.0], "closed": [True, False], "values": int(outside.sum()),
         "samples": len(rows), "first_samples": rows}
     shown = ", ".join(map(str, rows[:10]))
     assert f"warning: {outside.sum()} input value(s) in {len(rows)} sample(s) ({shown}" in result.stdout
@@ -198,7 +198,8 @@ def test_inputs_outside_the_input_type_are_counted_and_the_run_completes(package
     result = ok(run(package, "--emulate", "--input", "wide.npy"))
     record = json.loads((package / "y_hw.json").read_text())
     assert record["inputs_outside_input_type"] == {
-        "input_type": "ap_fixed<16,6>", "range": [-32.0, 32.0], "values": 3, "samples": 2, "first_samples": [3, 17]}
+        "input_type": "ap_fixed<16,6>", "range": [-32.0, 32.0], "closed": [True, False], "values": 3, "samples": 2,
+        "first_samples": [3, 17]}
     assert "warning: 3 input value(s) in 2 sample(s) (3, 17) lie outside ap_fixed<16,6>'s range [-32, 32)" \
         in result.stdout
     assert np.load(package / "y_hw.npy").shape == (len(x), 3)
@@ -437,9 +438,9 @@ def test_ip_fields_are_used_or_refused_in_one_line(on_target, accelerator, n_in,
     except module.TargetError as exc:
         assert exc.code == ExitCode.USAGE and "\n" not in str(exc)
         return
-    assert accelerator in ("hls", "rtl") and type(n_in) is int and 1 <= n_in <= 65536 and 1 <= width <= 1023
+    assert accelerator in ("hls", "rtl") and type(n_in) is int and 1 <= n_in <= 65536 and 1 <= width <= 1024
     assert ip.n_in == n_in and ip.accelerator == accelerator and ip.defaulted == ()
-    assert (ip.low, ip.high) == module.input_range(input_type)  # the rule itself: test_on_target_drift.py
+    assert ip.inputs == module.input_range(input_type)  # the rule itself: test_on_target_drift.py
 
 
 def test_array_and_record_are_written_both_or_neither(package, on_target, monkeypatch):
@@ -657,7 +658,7 @@ def test_the_checks_before_numpy_run_on_python_38(package):
         "from pathlib import Path\n"
         "m = t.read_manifest(False)\n"
         "ip = t.read_ip(m)\n"
-        "print(ip.n_in, ip.in_row_bytes, ip.low, ip.high, ip.defaulted)\n"
+        "print(ip.n_in, ip.in_row_bytes, ip.inputs, ip.defaulted)\n"
         "for check in (lambda: t.check_listed_files(m['files']),\n"
         "              lambda: t.check_output(Path('scaler.npy'), m['files'], [])):\n"
         "    try:\n"
@@ -667,7 +668,7 @@ def test_the_checks_before_numpy_run_on_python_38(package):
     result = subprocess.run([python, "-B", "-c", script], cwd=package, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "5 20 0.0 8.0 ()",
+        "5 20 (0.0, 8.0, True, False) ()",
         "2 y_keras.npy is a symbolic link: the package holds the regular files manifest.json lists; "
         "copy the package folder again",
         "2 --output scaler.npy would replace scaler.json, a file of the package or of this run: choose another "

@@ -134,11 +134,11 @@ def _hls4ml_types():
     def fixed(signed, width, integer, rounding, saturation, bits):
         return FixedPrecisionType(width, integer, signed, rounding, saturation, bits)
 
-    fixed_types = st.builds(fixed, st.booleans(), st.integers(1, 1023), st.integers(-1023, 1023),
+    fixed_types = st.builds(fixed, st.booleans(), st.integers(1, 1024), st.integers(-1024, 1024),
                             st.sampled_from(list(RoundingMode)), st.sampled_from(list(SaturationMode)),
                             st.integers(0, 4))
     int_types = st.builds(lambda signed, width: IntegerPrecisionType(width, signed), st.booleans(),
-                          st.integers(1, 1023))
+                          st.integers(1, 1024))
     converter = APTypeConverter()
     return st.one_of(fixed_types, int_types).map(lambda p: (converter.convert(p).definition_cpp(), p))
 
@@ -162,20 +162,26 @@ def test_input_range_and_out_of_range_are_the_builds(board_script, data):
     expected = checks.input_range(fixed)
     assert board_script.input_range(type_name) == expected, type_name
     ip = board_script.read_ip(dict(IP_FIELDS, input_type=type_name))
-    low, high = expected
+    low, high = expected.low, expected.high
     rows = data.draw(st.integers(1, 40))
     values = data.draw(st.lists(_near_edges(low, high, 2.0 ** -fixed.frac), min_size=rows * 4, max_size=rows * 4))
     x = np.array(values, dtype=np.float32).reshape(rows, 4)
     outside = board_script.out_of_range(np, x, ip)
     assert outside["first_samples"] == checks.out_of_range(x, fixed)
-    assert outside["range"] == list(expected) and outside["input_type"] == type_name
+    assert outside["range"] == [low, high] and outside["closed"] == [expected.low_closed, expected.high_closed]
+    assert outside["input_type"] == type_name
 
 
 def test_the_rounding_modes_move_the_edges(board_script):
-    """The issue's example: ap_fixed<16,6,AP_RND> holds [-32 - 2**-11, 32 - 2**-11)."""
+    """ap_fixed<16,6,AP_RND> holds [-32 - 2**-11, 32 - 2**-11); a tie at either edge rounds inward or
+    outward by the mode; symmetric saturation holds one step less below (tests/test_input_range.py
+    checks the rule against ap_fixed's C++)."""
     half_step = 2.0 ** -11
-    assert board_script.input_range("ap_fixed<16,6,AP_RND,AP_SAT,0>") == (-32 - half_step, 32 - half_step)
-    assert board_script.input_range("ap_fixed<16,6>") == (-32.0, 32.0)
+    assert board_script.input_range("ap_fixed<16,6>") == (-32.0, 32.0, True, False)
+    assert board_script.input_range("ap_fixed<16,6,AP_RND,AP_SAT,0>") == (-32 - half_step, 32 - half_step, True, False)
+    assert board_script.input_range("ap_fixed<16,6,AP_RND_INF>") == (-32 - half_step, 32 - half_step, False, False)
+    assert board_script.input_range("ap_fixed<16,6,AP_TRN_ZERO>") == (-32 - 2 * half_step, 32.0, False, False)
+    assert board_script.input_range("ap_fixed<16,6,AP_TRN,AP_SAT_SYM>") == (-32 + 2 * half_step, 32.0, True, False)
 
 
 # --------------------------------------------------------------------------- the manifest check

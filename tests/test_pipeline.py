@@ -294,7 +294,7 @@ def test_input_range_of_ap_fixed_16_6():
     from iris_fpga.datapath.fixedpoint import FixedType
 
     t = FixedType(signed=True, width=16, integer=6)  # ap_fixed<16,6>: truncates, wraps
-    assert input_range(t) == (-32.0, 32.0)
+    assert input_range(t) == (-32.0, 32.0, True, False) and str(input_range(t)) == "[-32, 32)"
     x = np.array([[0, 1, -1, 3], [-32, 31.999, 0, 0], [32, 0, 0, 0], [0, -32.001, 0, 0],
                   [np.nan, 0, 0, 0], [0, 0, 0, -np.inf]])
     assert out_of_range(x, t) == [2, 3, 4, 5]
@@ -303,17 +303,20 @@ def test_input_range_of_ap_fixed_16_6():
 
 @settings(max_examples=300, deadline=None)
 @given(signed=st.booleans(), width=st.integers(2, 24), integer=st.integers(-4, 30),
-       saturation=st.sampled_from(["WRAP", "SAT"]), edge=st.sampled_from([None, "low", "high"]),
+       saturation=st.sampled_from(["WRAP", "SAT"]), rounding=st.sampled_from(["TRN", "RND", "RND_CONV", "RND_MIN_INF"]),
+       edge=st.sampled_from([None, "low", "high"]),
        quarter_steps=st.one_of(st.integers(-8, 8), st.integers(-(1 << 46), 1 << 46)))
-def test_out_of_range_means_the_cast_changes_the_value(signed, width, integer, saturation, edge, quarter_steps):
-    """Counted exactly when ap_fixed's cast (FixedType, bit-exact with the C-simulation) wraps or saturates."""
+def test_out_of_range_means_the_cast_changes_the_value(signed, width, integer, saturation, rounding, edge,
+                                                       quarter_steps):
+    """Counted exactly when ap_fixed's cast (FixedType, bit-exact with the C-simulation, in the rounding
+    modes the rtl datapath takes) wraps or saturates; every mode: tests/test_input_range.py."""
     from iris_fpga.flow.checks import out_of_range
     from iris_fpga.datapath.fixedpoint import FixedType
 
-    t = FixedType(signed=signed, width=width, integer=integer, saturation=saturation)
+    t = FixedType(signed=signed, width=width, integer=integer, rounding=rounding, saturation=saturation)
     start = {None: 0, "low": t.code_min, "high": t.code_max + 1}[edge] * 2.0 ** -t.frac
     value = start + quarter_steps * 2.0 ** -(t.frac + 2)  # quarter steps from an edge
-    wide = FixedType(signed=True, width=width + 24, integer=integer + 24)  # same step, far wider range
+    wide = FixedType(signed=True, width=width + 24, integer=integer + 24, rounding=rounding)  # far wider range
     assume(abs(value) < 2.0 ** (integer + 20))
     held = t.values(t.quantize_float(value)) == wide.values(wide.quantize_float(value))
     assert (out_of_range(np.array([[value]]), t) == []) == bool(held)

@@ -183,11 +183,10 @@ def ip_interface(hls_model, X_test: np.ndarray) -> dict:
     fixed = FixedType.from_hls4ml(precision, "the input layer")
     outside = out_of_range(X_test, fixed)
     if outside:
-        low, high = input_range(fixed)
         action = "wraps" if fixed.saturation == "WRAP" else "saturates"
-        log.warning("          %d of %d test inputs hold values outside %s's range [%g, %g): samples %s; the IP "
+        log.warning("          %d of %d test inputs hold values outside %s's range %s: samples %s; the IP "
                     "%s them, so its outputs for them are not the trained network's",
-                    len(outside), len(X_test), input_type, low, high, sample_list(outside), action)
+                    len(outside), len(X_test), input_type, input_range(fixed), sample_list(outside), action)
     return {"n_in": int(source.size()), "n_out": int(sink.size()), "input_type": input_type,
             "inputs_out_of_range": outside}
 
