@@ -99,6 +99,9 @@ ACCELERATORS = ("hls", "rtl")
 MAX_REUSE_FACTOR = 1 << 16  # hls4ml writes it into C++ as an unsigned; far beyond any layer's size
 MAX_SEED = (1 << 32) - 1  # numpy's and TensorFlow's seeds are 32-bit
 MAX_LR = 3.4028234663852886e38  # the largest float32: TensorFlow holds the learning rate as one
+# Guards against a typo that would run for days or exhaust memory, far beyond any sensible use:
+MAX_EPOCHS = 100_000  # the default recipe trains 30
+MAX_RTL_RANDOM = 100_000  # the default is 2,000; the ip step simulates each one in cocotb and in the netlist
 # ap_fixed<W,I[,Q[,O[,N]]]> as hls4ml and Vivado HLS read it; W up to AP_INT_MAX_W (1024).
 FIXED_TYPE = re.compile(
     r"(?:ap_)?u?fixed<\s*(?P<width>\d{1,4})\s*,\s*(?P<integer>-?\d{1,4})\s*"
@@ -237,7 +240,8 @@ class BuildConfig:
                           "article's", choices=tuple(sorted(RECIPES)))
     seed: int = setting(0, "weight init and shuffling (the split is fixed)", keys=("train", "ip"),
                         within=Within(0, MAX_SEED, text=f"an integer from 0 to {MAX_SEED}"))
-    epochs: int = setting(RECIPES["default"]["epochs"], "training epochs", keys=("train",), within=Within(1))
+    epochs: int = setting(RECIPES["default"]["epochs"], f"training epochs, 1 to {MAX_EPOCHS}", keys=("train",),
+                          within=Within(1, MAX_EPOCHS))
     lr: float = setting(RECIPES["default"]["lr"], "learning rate", keys=("train",),
                         within=Within(0, MAX_LR, low_open=True,
                                       text=f"positive and finite, at most {MAX_LR:.4g} (a float32)"))
@@ -301,7 +305,8 @@ class BuildConfig:
     latency_cutoff: float = setting(CHAINS_PER_STAGE, "rtl pipeline: carry chains (adders, negations) per "
                                     "register stage (0: combinational)",
                                     keys=("rtl", "ip"), within=Within(0))
-    rtl_random: int = setting(2000, "random inputs the rtl step compares", keys=("csim",), within=Within(0))
+    rtl_random: int = setting(2000, f"random inputs the rtl step compares, 0 to {MAX_RTL_RANDOM}", keys=("csim",),
+                              within=Within(0, MAX_RTL_RANDOM))
     # the IP the package carries (manifest.json "accelerator")
     accelerator: str = setting(
         "hls", "hls: hls4ml's IP (Vivado HLS 2020.1 + Vivado builds it), as in the article; rtl: this project's own "

@@ -129,7 +129,10 @@ def test_changed_setting_redoes_exactly_what_depends_on_it(built: Build, tmp_pat
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "-3"], "--epochs must be at least 1"),
+        (["--epochs", "-3"], "--epochs must be 1 to 100000"),
+        (["--epochs", "100001"], "--epochs must be 1 to 100000"),
+        (["--rtl-random", "-1"], "--rtl-random must be 0 to 100000"),
+        (["--rtl-random", "1000000000"], "--rtl-random must be 0 to 100000"),
         (["--sparsity", "1.0"], "--sparsity must be in [0, 1)"),
         (["--sparsity", "-0.5"], "--sparsity must be in [0, 1)"),
         (["--lr", "0"], "--lr must be positive"),
