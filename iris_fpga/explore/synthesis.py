@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from iris_fpga.errors import ToolError
+from iris_fpga.explore.task import IP_RESOURCES
 from iris_fpga.fileio import printable, refuse_link
 from iris_fpga.flow.context import GRAPH
 
@@ -45,5 +46,5 @@ def synthesize_fold(build_dir: Path, measure_dir: Path, latency_cutoff: float, p
     design, sources = write_ip(graph, ip_dir, latency_cutoff, part)
     whole = synth.resources(synthesize_ip(ip_dir, design.module, sources)["cells"])
     return {"yosys": {"LUT": datapath["LUT"], "FF": datapath["FF"], "latency_cycles": simulate.pipeline_stages(model)},
-            "ip": {k: whole[k] for k in ("LUT", "FF", "DSP", "BRAM")},
+            "ip": {k: whole[k] for k in IP_RESOURCES},
             "verified": False, "checks": NOT_VERIFIED, "synthesis_s": round(time.monotonic() - started, 1)}

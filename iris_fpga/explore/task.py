@@ -30,6 +30,8 @@ from iris_fpga.fileio import load_json, open_for_writing
 # and the whole IP, synthesized from its exported graph but not verified (``synthesis``); the winner's
 # final build through the ip step (bit-exact Verilog, cocotb, yosys, the netlist's simulation).
 CSIM, SYNTH, IP = "csim", "synth", "ip"
+#: The whole IP's yosys figures a run's record keeps (``ip_figures`` and ``synthesis.synthesize_fold``).
+IP_RESOURCES = ("LUT", "FF", "DSP", "BRAM")
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def ip_figures(steps: dict) -> dict:
     return {"yosys": {"LUT": report["resources"]["LUT"], "FF": report["resources"]["FF"],
                       "latency_cycles": report["latency_cycles"],
                       "bit_exact": {k: report["bit_exact"][k] for k in ("test", "random") if k in report["bit_exact"]}},
-            "ip": {k: whole[k] for k in ("LUT", "FF", "DSP", "BRAM")}, "verified": True}
+            "ip": {k: whole[k] for k in IP_RESOURCES}, "verified": True}
 
 
 _ONE_BUILD = threading.Lock()  # a worker with several threads still runs one build at a time
