@@ -34,6 +34,7 @@ from iris_fpga.versions import package_versions  # noqa: E402
 
 RECIPES = ("article", "default")
 STEP_COLUMNS = ("data", "train", "convert", "csim", "package")
+PAIR_BUILDS = ("article", "fresh", "second")  # a round of against_the_article, in its columns' order
 
 
 def timed_run(argv: list[str], cwd: Path, log_path: Path, env: dict | None = None) -> dict:
@@ -152,11 +153,11 @@ def against_the_article(work: Path, pairs: int) -> dict:
         print(f"pair {i}: article {row['article']['seconds']:.2f} s, fresh {row['fresh']['seconds']:.2f} s "
               f"(library: {row['fresh']['csim']['library_from']}), second (seed {i + 1}) "
               f"{row['second']['seconds']:.2f} s (library: {row['second']['csim']['library_from']}); CPU "
-              + ", ".join(f"{what} {row[what]['cpu_s']:.1f} s" for what in ("article", "fresh", "second"))
+              + ", ".join(f"{what} {row[what]['cpu_s']:.1f} s" for what in PAIR_BUILDS)
               + f"; load {row['load_before']:.1f}-{row['load_after']:.1f}", flush=True)
-    median = {what: statistics.median(r[what]["seconds"] for r in rows) for what in ("article", "fresh", "second")}
+    median = {what: statistics.median(r[what]["seconds"] for r in rows) for what in PAIR_BUILDS}
     ratios = {what: median[what] / median["article"] for what in ("fresh", "second")}
-    cpu = {what: statistics.median(r[what]["cpu_s"] for r in rows) for what in ("article", "fresh", "second")}
+    cpu = {what: statistics.median(r[what]["cpu_s"] for r in rows) for what in PAIR_BUILDS}
     print(f"median: article {median['article']:.2f} s, fresh {median['fresh']:.2f} s ({ratios['fresh']:.2f}x, goal "
           f"<= 0.8), second {median['second']:.2f} s ({ratios['second']:.2f}x, goal <= 0.7); CPU seconds: "
           + ", ".join(f"{what} {value:.1f}" for what, value in cpu.items()))
@@ -180,7 +181,7 @@ def pairs_markdown(pairs: dict) -> list[str]:
              "| round | article | fresh | second | CPU s (article / fresh / second) | library (fresh / second) | load |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        cpu = " / ".join(f"{r[what]['cpu_s']:.1f}" for what in ("article", "fresh", "second"))
+        cpu = " / ".join(f"{r[what]['cpu_s']:.1f}" for what in PAIR_BUILDS)
         lines.append(f"| {r['pair']} | {r['article']['seconds']:.2f} | {r['fresh']['seconds']:.2f} | "
                      f"{r['second']['seconds']:.2f} | {cpu} | {r['fresh']['csim']['library_from']} / "
                      f"{r['second']['csim']['library_from']} | {r['load_before']:.1f}-{r['load_after']:.1f} |")
