@@ -1,4 +1,5 @@
-"""One build of one point, on one fold or on the whole training part, or a front fold's synthesis, run on a Dask worker.
+"""One build of one point (on one fold or on the whole training part) or a front fold's synthesis, run
+on a Dask worker.
 
 This module is what the workers import (start them from the repository root). A build runs in the
 worker's own process, as ``BuildModel.py``'s ``main`` with the run's arguments: TensorFlow and
